@@ -1,0 +1,18 @@
+"""featvis: feature visualization for convolutional image models in PyTorch.
+
+>>> import featvis
+>>> model = featvis.load_model("inceptionv1")
+>>> result = featvis.render(model, "mixed4a:476", seed=0)
+>>> result.save("mixed4a_476.png")
+"""
+__version__ = "0.1.0"
+
+from . import objectives, param, transforms  # noqa: E402
+from .hooks import activations, capture  # noqa: E402
+from .models import FeatvisModel, layers, list_models, load_model, wrap  # noqa: E402
+from .render import Result, render  # noqa: E402
+
+__all__ = [
+    "render", "Result", "load_model", "list_models", "wrap", "layers", "activations", "capture",
+    "objectives", "param", "transforms", "FeatvisModel", "__version__",
+]

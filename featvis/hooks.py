@@ -1,0 +1,154 @@
+"""Recording layer outputs by name, and stopping the forward pass once they are all in.
+
+``capture(model, names)`` is the only place featvis registers hooks. Hooks exist only inside its
+``with`` block, only on the modules that were asked for, and are removed when the block ends, on
+error too.
+"""
+from __future__ import annotations
+
+import difflib
+from contextlib import contextmanager
+from typing import Dict, Iterable, Iterator, Mapping
+
+import torch
+from torch import nn
+
+#: The pseudo-layer that names the image itself (the param's output, before transforms).
+INPUT = "input"
+
+
+class _StopForward(Exception):
+    """Raised inside a hook to abandon the rest of the forward pass."""
+
+
+def named_layers(model: nn.Module) -> Dict[str, nn.Module]:
+    """Every hookable module of ``model`` by name.
+
+    A model may define ``named_layers()`` itself (featvis's wrapped and zoo models do, so that the
+    wrapper adds no prefix and so that aliases such as Lucid's ``mixed4a`` resolve); any other
+    module is addressed by its PyTorch module path (``layer3.1``, ``features.5``).
+    """
+    own = getattr(model, "named_layers", None)
+    if callable(own):
+        return dict(own())
+    return {name: m for name, m in model.named_modules() if name}
+
+
+def model_name(model: nn.Module) -> str:
+    return getattr(model, "name", None) or type(model).__name__
+
+
+def resolve(model: nn.Module, names: Iterable[str]) -> Dict[str, nn.Module]:
+    """Map each layer name to its module, raising a helpful error for a name that is not there."""
+    table = named_layers(model)
+    found = {}
+    for name in names:
+        if name not in table:
+            close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
+            hint = f"; close matches: {', '.join(close)}" if close else ""
+            mname = model_name(model)
+            raise KeyError(
+                f"no layer {name!r} in {mname}{hint} "
+                f"(see: featvis layers {mname}, or featvis.layers(model) in Python)"
+            )
+        found[name] = table[name]
+    return found
+
+
+def _first_tensor(output, name):
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise TypeError(f"layer {name!r} returns {type(output).__name__}, not a tensor; hook a submodule instead")
+
+
+class Capture:
+    """Runs a model and returns the outputs of the requested layers (see :func:`capture`)."""
+
+    def __init__(self, model: nn.Module, modules: Mapping[str, nn.Module]):
+        self.model = model
+        self.modules = dict(modules)
+        self.outputs: Dict[str, torch.Tensor] = {}
+        self._handles = []
+        self.stopped_early = False
+
+    def _hook(self, name):
+        def hook(module, inputs, output):
+            if name in self.outputs:  # a module called twice: keep its first output
+                return
+            out = _first_tensor(output, name)
+            done = len(self.outputs) + 1 == len(self.modules)
+            # Later in-place ops (ReLU(inplace=True) in torchvision's ResNets) would change a stored
+            # reference, so keep a copy; the last layer needs none because nothing runs after it.
+            self.outputs[name] = out if done else out.clone()
+            if done:
+                raise _StopForward
+        return hook
+
+    def _attach(self):
+        # Two names can alias one module (``mixed4a`` and ``mixed4a_relu``): one hook per name.
+        for name, module in self.modules.items():
+            self._handles.append(module.register_forward_hook(self._hook(name)))
+
+    def _detach(self):
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def __call__(self, *args, **kwargs) -> Dict[str, torch.Tensor]:
+        """Run the model on the given inputs; returns ``{layer: output}`` for the requested layers."""
+        self.outputs = {}
+        self.stopped_early = False
+        if not self.modules:
+            return {}
+        try:
+            self.model(*args, **kwargs)
+        except _StopForward:
+            self.stopped_early = True
+        missing = [n for n in self.modules if n not in self.outputs]
+        if missing:
+            raise RuntimeError(
+                f"layer(s) {', '.join(missing)} never ran in the forward pass of {model_name(self.model)}; "
+                "a module that forward() does not call cannot be hooked"
+            )
+        out, self.outputs = self.outputs, {}
+        return out
+
+
+@contextmanager
+def capture(model: nn.Module, layer_names: Iterable[str]) -> Iterator[Capture]:
+    """Hook the named layers of ``model`` for the duration of a ``with`` block.
+
+    Inside the block, calling the returned object runs the model and returns ``{name: output}``;
+    the forward pass stops as soon as every requested layer has produced its output, so later
+    layers never run. The pseudo-layer ``"input"`` is ignored here (the caller supplies it).
+
+    >>> with capture(model, ["layer2"]) as run:
+    ...     acts = run(images)          # {"layer2": tensor}
+
+    Raises ``KeyError`` naming close matches for a layer that is not in the model.
+    """
+    names = [n for n in dict.fromkeys(layer_names) if n != INPUT]
+    cap = Capture(model, resolve(model, names))
+    cap._attach()
+    try:
+        yield cap
+    finally:
+        cap._detach()
+
+
+def activations(model: nn.Module, images: torch.Tensor, layers: Iterable[str] | str) -> Dict[str, torch.Tensor]:
+    """Outputs of ``layers`` for a batch of [0,1] ``images``, without gradients.
+
+    ``model`` is wrapped with ImageNet normalization unless it is already a featvis model (see
+    :func:`featvis.wrap`). The forward pass stops after the last requested layer.
+    """
+    from .models import as_model
+
+    if isinstance(layers, str):
+        layers = [layers]
+    model = as_model(model)
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    with torch.no_grad(), capture(model, layers) as run:
+        return run(images.to(device))

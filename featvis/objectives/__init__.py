@@ -1,0 +1,14 @@
+"""Objectives: per-image scores to maximize, composable with ``+ - * /``.
+
+>>> from featvis.objectives import channel, total_variation
+>>> obj = channel("mixed4a", 476) - 0.05 * total_variation()
+"""
+from .base import INPUT, Objective, as_objective, narrow, objective
+from .penalties import l1, l2, total_variation
+from .units import channel, deepdream, direction, direction_neuron, diversity, neuron
+
+__all__ = [
+    "Objective", "objective", "as_objective", "narrow", "INPUT",
+    "neuron", "channel", "direction", "direction_neuron", "deepdream", "diversity",
+    "total_variation", "l1", "l2",
+]

@@ -1,0 +1,156 @@
+"""``Objective``: a per-image score to maximize, with ``+ - * /`` algebra and the layers it reads."""
+from __future__ import annotations
+
+import numbers
+import re
+from typing import Callable, Dict, FrozenSet, Iterable, Optional, Sequence, Union
+
+import torch
+
+from ..hooks import INPUT
+
+Acts = Dict[str, torch.Tensor]
+
+# Precedence for printing names with the parentheses they need.
+_ATOM, _MUL, _ADD = 3, 2, 1
+
+
+class Objective:
+    """A function of the captured activations that returns one value per image, shape (B,).
+
+    ``layers`` is the set of layer names it reads (``"input"`` is the image itself, before the
+    transforms); ``name`` reads like the expression that built it; ``batch_size`` is the smallest
+    batch it needs (from ``batch=i`` narrowing), or ``None``.
+
+    Objectives compose like numbers: ``channel("mixed4a", 476) - 0.05 * total_variation()``,
+    ``sum(channel("mixed4a", c, batch=i) for i, c in enumerate(cs))``.
+    """
+
+    def __init__(self, fn: Callable[[Acts], torch.Tensor], layers: Iterable[str], name: str,
+                 batch_size: Optional[int] = None, precedence: int = _ATOM):
+        self.fn = fn
+        self.layers: FrozenSet[str] = frozenset(layers)
+        self.name = name
+        self.batch_size = batch_size
+        self._prec = precedence
+
+    def __call__(self, acts: Acts) -> torch.Tensor:
+        return self.fn(acts)
+
+    def __repr__(self):
+        return f"<Objective {self.name}>"
+
+    # --- algebra -----------------------------------------------------------------------------
+    def _wrapped(self, prec):
+        return f"({self.name})" if self._prec < prec else self.name
+
+    @staticmethod
+    def _join(a, b):
+        sizes = [s for s in (a, b) if s is not None]
+        return max(sizes) if sizes else None
+
+    def _binary(self, other, op, symbol, prec, reverse=False):
+        if isinstance(other, Objective):
+            left, right = (other, self) if reverse else (self, other)
+            fn = lambda acts: op(left(acts), right(acts))  # noqa: E731
+            # Right operand of - and / binds tighter: a - (b + c).
+            name = f"{left._wrapped(prec)} {symbol} {right._wrapped(prec + 1 if symbol in '-/' else prec)}"
+            return Objective(fn, left.layers | right.layers, name, self._join(left.batch_size, right.batch_size), prec)
+        if isinstance(other, numbers.Number) and not isinstance(other, bool):
+            c = float(other)
+            if reverse:
+                fn = lambda acts: op(c, self(acts))  # noqa: E731
+                name = f"{_fmt(c)} {symbol} {self._wrapped(prec + 1 if symbol in '-/' else prec)}"
+            else:
+                fn = lambda acts: op(self(acts), c)  # noqa: E731
+                name = f"{self._wrapped(prec)} {symbol} {_fmt(c)}"
+            return Objective(fn, self.layers, name, self.batch_size, prec)
+        return NotImplemented
+
+    def __add__(self, o): return self._binary(o, lambda a, b: a + b, "+", _ADD)  # noqa: E704
+    def __radd__(self, o):
+        if isinstance(o, numbers.Number) and o == 0:  # sum([...]) starts from 0
+            return self
+        return self._binary(o, lambda a, b: a + b, "+", _ADD, reverse=True)
+    def __sub__(self, o): return self._binary(o, lambda a, b: a - b, "-", _ADD)  # noqa: E704
+    def __rsub__(self, o): return self._binary(o, lambda a, b: a - b, "-", _ADD, reverse=True)  # noqa: E704
+    def __mul__(self, o): return self._binary(o, lambda a, b: a * b, "*", _MUL)  # noqa: E704
+    def __rmul__(self, o): return self._binary(o, lambda a, b: a * b, "*", _MUL, reverse=True)  # noqa: E704
+    def __truediv__(self, o): return self._binary(o, lambda a, b: a / b, "/", _MUL)  # noqa: E704
+    def __rtruediv__(self, o): return self._binary(o, lambda a, b: a / b, "/", _MUL, reverse=True)  # noqa: E704
+
+    def __neg__(self):
+        return Objective(lambda acts: -self(acts), self.layers, f"-{self._wrapped(_MUL + 1)}", self.batch_size, _MUL)
+
+    def __pos__(self):
+        return self
+
+
+def _fmt(c: float) -> str:
+    return f"{c:g}"
+
+
+def layer_output(acts: Acts, layer: str) -> torch.Tensor:
+    assert layer in acts, f"objective read {layer!r}, which was not captured"
+    return acts[layer]
+
+
+def narrow(fn: Callable[[Acts], torch.Tensor], batch: Union[None, int, Sequence[int]]):
+    """Restrict a per-image objective to image(s) ``batch``; other images get 0.
+
+    Returns ``(fn, batch_size)``, where ``batch_size`` is the smallest batch that has those images.
+    """
+    if batch is None:
+        return fn, None
+    idx = [batch] if isinstance(batch, numbers.Integral) else [int(i) for i in batch]
+    if not idx or min(idx) < 0:
+        raise ValueError(f"batch={batch!r}: image indices must be non-negative integers")
+
+    def narrowed(acts: Acts) -> torch.Tensor:
+        B = next(iter(acts.values())).shape[0]
+        if max(idx) >= B:
+            raise ValueError(
+                f"objective names batch={batch!r} but the image batch has {B} image(s); "
+                f"make the param with batch={max(idx) + 1} or more")
+        if len(idx) == 1:  # a view, not a copy
+            i = idx[0]
+            sub = {k: v[i:i + 1] for k, v in acts.items()}
+        else:
+            sub = {k: v[idx] for k, v in acts.items()}
+        vals = fn(sub)
+        out = vals.new_zeros(B)
+        return out.index_copy(0, torch.tensor(idx, device=vals.device), vals)
+
+    return narrowed, max(idx) + 1
+
+
+def objective(layers: Iterable[str], name: str, batch=None):
+    """Decorator for a leaf: ``@objective([layer], "channel(l:3)")`` over ``fn(acts) -> (B,)``."""
+    def deco(fn):
+        f, size = narrow(fn, batch)
+        label = name if batch is None else f"{name}[batch={batch}]"
+        return Objective(f, layers, label, size)
+    return deco
+
+
+_UNIT = re.compile(r"^(?P<layer>[^:@]+):(?P<n>\d+)(?:@(?P<x>\d+),(?P<y>\d+))?$")
+
+
+def as_objective(spec: Union[Objective, str]) -> Objective:
+    """An ``Objective`` as is, or a string ``"layer:channel"`` / ``"layer:channel@x,y"`` (a neuron)."""
+    if isinstance(spec, Objective):
+        return spec
+    if isinstance(spec, str):
+        m = _UNIT.match(spec.strip())
+        if not m:
+            raise ValueError(
+                f"cannot read objective {spec!r}: expected 'layer:channel' (e.g. 'mixed4a:476') "
+                "or 'layer:channel@x,y' for a neuron (x the column, y the row)")
+        from .units import channel, neuron
+        if m.group("x") is None:
+            return channel(m.group("layer"), int(m.group("n")))
+        return neuron(m.group("layer"), int(m.group("n")), x=int(m.group("x")), y=int(m.group("y")))
+    raise TypeError(f"objective must be an Objective or a 'layer:channel' string, got {type(spec).__name__}")
+
+
+__all__ = ["Objective", "objective", "as_objective", "narrow", "INPUT"]

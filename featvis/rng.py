@@ -1,0 +1,72 @@
+"""Per-image random streams: image i of a batch draws only from its own generator.
+
+So a batch of 32 channels gets 32 independent streams, each equal to what a single render with
+that image's seed would draw, and a channel's image does not depend on which batch it landed in.
+The generators live on the CPU, which also makes a seed give the same draws on CPU and CUDA.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+Seed = Union[None, int, Sequence[int]]
+
+
+def image_seeds(seed: Seed, batch: int) -> List[int]:
+    """One 63-bit seed per image: ``seed`` (an int) spread over the batch, or a list as given.
+
+    An int seed gives image i the seed derived from ``(seed, i)`` with NumPy's SeedSequence, so
+    images of one render get unrelated streams. ``None`` draws fresh seeds from the OS.
+    """
+    if seed is None:
+        return [int(s) for s in np.random.SeedSequence().generate_state(batch, dtype=np.uint64) >> np.uint64(1)]
+    if isinstance(seed, (int, np.integer)):
+        return [derive_seed(int(seed), i) for i in range(batch)]
+    seeds = [int(s) for s in seed]
+    if len(seeds) != batch:
+        raise ValueError(f"seed has {len(seeds)} entries but the batch has {batch} images; give one seed per image or an int")
+    return seeds
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from a tuple of non-negative ints (e.g. ``(run_seed, channel, k)``)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+class RandomSource:
+    """Independent uniform draws for each image of a batch, from one CPU generator per image."""
+
+    def __init__(self, seeds: Sequence[int], device: Optional[torch.device] = None):
+        self.seeds = list(seeds)
+        self.generators = [torch.Generator().manual_seed(s) for s in self.seeds]
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+
+    def __len__(self):
+        return len(self.generators)
+
+    def uniform(self, n: int) -> torch.Tensor:
+        """(B, n) floats in [0, 1) on ``device``; row i from image i's generator."""
+        draws = torch.stack([torch.rand(n, generator=g) for g in self.generators])
+        if self.device.type == "cpu":
+            return draws
+        # Pinned + non_blocking: the copy is queued, the host does not wait for the GPU.
+        return draws.pin_memory().to(self.device, non_blocking=True)
+
+    def normal(self, shape: Sequence[int]) -> torch.Tensor:
+        """(B, *shape) standard normal draws on the CPU (for initializing params)."""
+        return torch.stack([torch.randn(*shape, generator=g) for g in self.generators])
+
+
+def as_source(rng, batch: int, device) -> RandomSource:
+    """A :class:`RandomSource` from ``None`` (fresh seeds), an int seed, a ``torch.Generator``, or itself."""
+    if isinstance(rng, RandomSource):
+        if len(rng) != batch:
+            raise ValueError(f"random source has {len(rng)} streams but the batch has {batch} images")
+        return rng
+    if isinstance(rng, torch.Generator):
+        # One seed per image drawn from the given generator: still one stream per image.
+        seeds = torch.randint(0, 2**62, (batch,), generator=rng, device=rng.device).tolist()
+        return RandomSource(seeds, device)
+    return RandomSource(image_seeds(rng, batch), device)

@@ -1,0 +1,185 @@
+"""Random geometric transforms that fuse into one affine warp per image.
+
+Each transform contributes, for every image, a 3x3 matrix mapping its input pixel coordinates to
+its output pixel coordinates (pixel centres at integer positions), and a new canvas size. A run of
+them multiplies into a single matrix per image, sampled once with ``kornia``'s ``warp_affine``:
+one bilinear resample per step instead of one per transform.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from kornia.geometry.transform import warp_affine
+
+from ..rng import as_source
+
+Size = Tuple[int, int]  # (H, W)
+
+_PAD_MODES = {"constant": "zeros", "reflect": "reflection", "edge": "border", "replicate": "border"}
+
+
+def _eye(B, device):
+    return torch.eye(3, device=device).repeat(B, 1, 1)
+
+
+def _translate(tx: torch.Tensor, ty: torch.Tensor) -> torch.Tensor:
+    M = _eye(tx.shape[0], tx.device)
+    M[:, 0, 2] = tx
+    M[:, 1, 2] = ty
+    return M
+
+
+def _about_centre(A: torch.Tensor, size: Size) -> torch.Tensor:
+    """Conjugate the linear maps ``A`` (B,2,2) by a translation to the canvas centre."""
+    H, W = size
+    c = torch.tensor([(W - 1) / 2, (H - 1) / 2], device=A.device, dtype=A.dtype)
+    M = _eye(A.shape[0], A.device)
+    M[:, :2, :2] = A
+    M[:, :2, 2] = c - A @ c
+    return M
+
+
+def _choice(values: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Pick values[k] with k uniform, from draws u in [0, 1)."""
+    k = (u * len(values)).long().clamp_(max=len(values) - 1)
+    return values.to(u.device)[k]
+
+
+class Geometric:
+    """A transform described by per-image affine matrices; see :func:`compose` for fusion."""
+
+    #: padding mode of the warp, for transforms that reveal area outside the image.
+    mode = "constant"
+    value = 0.5
+
+    def matrices(self, rng, B: int, size: Size, device) -> Tuple[torch.Tensor, Size]:
+        """(B, 3, 3) input->output pixel maps and the output size (H, W)."""
+        raise NotImplementedError
+
+    def __call__(self, image: torch.Tensor, rng=None) -> torch.Tensor:
+        return warp_chain([self], image, rng)
+
+    def __repr__(self):
+        return self.label
+
+
+def warp_chain(chain: Sequence[Geometric], image: torch.Tensor, rng=None) -> torch.Tensor:
+    """Apply a run of geometric transforms as one warp per image."""
+    B = image.shape[0]
+    rng = as_source(rng, B, image.device)
+    size: Size = tuple(image.shape[-2:])
+    M = None
+    for t in chain:
+        Mi, size = t.matrices(rng, B, size, image.device)
+        M = Mi if M is None else Mi @ M
+    first_pad = next((t for t in chain if isinstance(t, Pad)), None)
+    mode = first_pad.mode if first_pad else "constant"
+    value = first_pad.value if first_pad else 0.5
+    if M is None:
+        return image
+    pm = _PAD_MODES[mode]
+    # kornia fills with zeros: shift so that the fill is `value` in image units.
+    shift = value if pm == "zeros" else 0.0
+    out = warp_affine(image - shift, M[:, :2, :].to(image.dtype), dsize=size, mode="bilinear",
+                      padding_mode=pm, align_corners=True)
+    return out + shift
+
+
+class Pad(Geometric):
+    def __init__(self, w: int, mode: str = "constant", value: float = 0.5):
+        if mode not in _PAD_MODES:
+            raise ValueError(f"pad mode {mode!r} is not one of {', '.join(_PAD_MODES)}")
+        if w < 0:
+            raise ValueError(f"pad width must be >= 0, got {w}")
+        self.w, self.mode, self.value = int(w), mode, float(value)
+        self.label = f"pad({w})"
+
+    def matrices(self, rng, B, size, device):
+        H, W = size
+        w = float(self.w)
+        return _translate(torch.full((B,), w, device=device), torch.full((B,), w, device=device)), (H + 2 * self.w, W + 2 * self.w)
+
+    def __call__(self, image, rng=None):
+        # Exact, and no warp needed on its own.
+        mode = {"edge": "replicate"}.get(self.mode, self.mode)
+        if mode == "constant":
+            return F.pad(image, [self.w] * 4, mode="constant", value=self.value)
+        return F.pad(image, [self.w] * 4, mode=mode)
+
+
+class Jitter(Geometric):
+    """Random crop: the canvas shrinks by ``d`` and moves by an integer offset 0..d in x and y."""
+
+    def __init__(self, d: int):
+        if d < 0:
+            raise ValueError(f"jitter distance must be >= 0, got {d}")
+        self.d = int(d)
+        self.label = f"jitter({d})"
+
+    def matrices(self, rng, B, size, device):
+        H, W = size
+        if H <= self.d or W <= self.d:
+            raise ValueError(f"jitter({self.d}) needs an image larger than {self.d} px, got {W}x{H}")
+        u = rng.uniform(2)  # (B, 2)
+        o = (u * (self.d + 1)).floor().clamp_(max=self.d)  # integer offsets 0..d
+        return _translate(-o[:, 0], -o[:, 1]), (H - self.d, W - self.d)
+
+
+class RandomScale(Geometric):
+    """Zoom about the centre by a factor chosen uniformly from ``scales``; the canvas keeps its size."""
+
+    def __init__(self, scales: Sequence[float]):
+        self.scales = torch.tensor([float(s) for s in scales])
+        if len(self.scales) == 0 or (self.scales <= 0).any():
+            raise ValueError(f"random_scale needs a non-empty list of positive factors, got {list(scales)}")
+        self.label = f"random_scale({len(self.scales)} values)"
+
+    def matrices(self, rng, B, size, device):
+        s = _choice(self.scales, rng.uniform(1)[:, 0]).to(device)
+        A = torch.zeros(B, 2, 2, device=device)
+        A[:, 0, 0] = s
+        A[:, 1, 1] = s
+        return _about_centre(A, size), size
+
+
+class RandomRotate(Geometric):
+    """Rotate about the centre by an angle (degrees) chosen uniformly from ``angles``."""
+
+    def __init__(self, angles: Sequence[float]):
+        self.angles = torch.tensor([float(a) for a in angles])
+        if len(self.angles) == 0:
+            raise ValueError("random_rotate needs a non-empty list of angles (degrees)")
+        self.label = f"random_rotate({len(self.angles)} values)"
+
+    def matrices(self, rng, B, size, device):
+        theta = _choice(self.angles, rng.uniform(1)[:, 0]).to(device) * (math.pi / 180)
+        c, s = torch.cos(theta), torch.sin(theta)
+        # Counter-clockwise on screen (y points down), as tf.contrib.image.rotate.
+        A = torch.stack([torch.stack([c, s], -1), torch.stack([-s, c], -1)], -2)
+        return _about_centre(A, size), size
+
+
+def pad(w: int, mode: str = "constant", value: float = 0.5) -> Pad:
+    """Pad every side by ``w`` pixels: ``mode`` "constant" (with ``value``), "reflect" or "edge"."""
+    return Pad(w, mode, value)
+
+
+def jitter(d: int) -> Jitter:
+    """Random translation: crop ``d`` pixels less than the image at a random offset 0..d per image."""
+    return Jitter(d)
+
+
+def random_scale(scales: Sequence[float]) -> RandomScale:
+    """Zoom each image about its centre by a factor drawn uniformly from ``scales``."""
+    return RandomScale(scales)
+
+
+def random_rotate(angles: Sequence[float]) -> RandomRotate:
+    """Rotate each image about its centre by an angle in degrees drawn uniformly from ``angles``."""
+    return RandomRotate(angles)
+
+
+__all__: List[str] = ["pad", "jitter", "random_scale", "random_rotate", "Geometric", "warp_chain"]
