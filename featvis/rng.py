@@ -46,17 +46,28 @@ class RandomSource:
     def __len__(self):
         return len(self.generators)
 
-    def uniform(self, n: int) -> torch.Tensor:
-        """(B, n) floats in [0, 1) on ``device``; row i from image i's generator."""
+    def uniform(self, n: int, device=None) -> torch.Tensor:
+        """(B, n) floats in [0, 1) on ``device`` (the source's own by default); row i from image i's
+        generator. One call of ``uniform(a + b)`` gives the same numbers as ``uniform(a)`` then
+        ``uniform(b)``, side by side."""
         draws = torch.stack([torch.rand(n, generator=g) for g in self.generators])
-        if self.device.type == "cpu":
-            return draws
-        # Pinned + non_blocking: the copy is queued, the host does not wait for the GPU.
-        return draws.pin_memory().to(self.device, non_blocking=True)
+        return to_device(draws, self.device if device is None else device)
 
     def normal(self, shape: Sequence[int]) -> torch.Tensor:
         """(B, *shape) standard normal draws on the CPU (for initializing params)."""
         return torch.stack([torch.randn(*shape, generator=g) for g in self.generators])
+
+
+def to_device(t: torch.Tensor, device) -> torch.Tensor:
+    """A CPU tensor on ``device`` without making the host wait for the GPU (pinned, non-blocking copy)."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return t
+    if device.type == "cuda":
+        # A copy from pageable memory would wait for the GPU's queue to drain; from pinned memory
+        # it is queued like a kernel.
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 def as_source(rng, batch: int, device) -> RandomSource:

@@ -4,6 +4,10 @@ Each transform contributes, for every image, a 3x3 matrix mapping its input pixe
 its output pixel coordinates (pixel centres at integer positions), and a new canvas size. A run of
 them multiplies into a single matrix per image, sampled once with ``kornia``'s ``warp_affine``:
 one bilinear resample per step instead of one per transform.
+
+The matrices are tiny, so they are built on the CPU (in float64), where the random draws already
+live (see :mod:`featvis.rng`): a step costs one upload of a (B, 2, 3) matrix and one warp on the
+image's device, not dozens of small kernels, and the host never waits for the device.
 """
 from __future__ import annotations
 
@@ -14,19 +18,20 @@ import torch
 import torch.nn.functional as F
 from kornia.geometry.transform import warp_affine
 
-from ..rng import as_source
+from ..rng import as_source, to_device
 
 Size = Tuple[int, int]  # (H, W)
 
 _PAD_MODES = {"constant": "zeros", "reflect": "reflection", "edge": "border", "replicate": "border"}
+_CPU = torch.device("cpu")
 
 
-def _eye(B, device):
-    return torch.eye(3, device=device).repeat(B, 1, 1)
+def _eye(B: int) -> torch.Tensor:
+    return torch.eye(3, dtype=torch.float64).expand(B, 3, 3).clone()
 
 
 def _translate(tx: torch.Tensor, ty: torch.Tensor) -> torch.Tensor:
-    M = _eye(tx.shape[0], tx.device)
+    M = _eye(tx.shape[0])
     M[:, 0, 2] = tx
     M[:, 1, 2] = ty
     return M
@@ -35,8 +40,8 @@ def _translate(tx: torch.Tensor, ty: torch.Tensor) -> torch.Tensor:
 def _about_centre(A: torch.Tensor, size: Size) -> torch.Tensor:
     """Conjugate the linear maps ``A`` (B,2,2) by a translation to the canvas centre."""
     H, W = size
-    c = torch.tensor([(W - 1) / 2, (H - 1) / 2], device=A.device, dtype=A.dtype)
-    M = _eye(A.shape[0], A.device)
+    c = torch.tensor([(W - 1) / 2, (H - 1) / 2], dtype=A.dtype)
+    M = _eye(A.shape[0])
     M[:, :2, :2] = A
     M[:, :2, 2] = c - A @ c
     return M
@@ -45,7 +50,34 @@ def _about_centre(A: torch.Tensor, size: Size) -> torch.Tensor:
 def _choice(values: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Pick values[k] with k uniform, from draws u in [0, 1)."""
     k = (u * len(values)).long().clamp_(max=len(values) - 1)
-    return values.to(u.device)[k]
+    return values[k]
+
+
+class _Block:
+    """A chain's uniform draws, drawn as one (B, n) block and handed out in order.
+
+    The same numbers as one ``uniform`` call per transform (see :meth:`RandomSource.uniform`),
+    with one pass over the per-image generators per step instead of one per transform.
+    """
+
+    def __init__(self, draws: torch.Tensor):
+        self.draws, self.used = draws, 0
+
+    def uniform(self, n: int, device=None) -> torch.Tensor:
+        out = self.draws[:, self.used:self.used + n]
+        assert out.shape[1] == n, "a transform drew more than its declared `draws`"
+        self.used += n
+        return out
+
+
+class _OnCpu:
+    """A random source that hands out its draws on the CPU, whatever its own device."""
+
+    def __init__(self, rng):
+        self.rng = rng
+
+    def uniform(self, n: int, device=None) -> torch.Tensor:
+        return self.rng.uniform(n, device=_CPU)
 
 
 class Geometric:
@@ -54,9 +86,15 @@ class Geometric:
     #: padding mode of the warp, for transforms that reveal area outside the image.
     mode = "constant"
     value = 0.5
+    #: how many uniform numbers per image :meth:`matrices` draws (``None``: unknown), so that a
+    #: chain can draw them all at once.
+    draws = None
 
-    def matrices(self, rng, B: int, size: Size, device) -> Tuple[torch.Tensor, Size]:
-        """(B, 3, 3) input->output pixel maps and the output size (H, W)."""
+    def matrices(self, rng, B: int, size: Size, device=_CPU) -> Tuple[torch.Tensor, Size]:
+        """(B, 3, 3) input->output pixel maps (float64, on the CPU) and the output size (H, W).
+
+        ``rng.uniform(n)`` gives (B, n) draws on the CPU, row i from image i's stream.
+        """
         raise NotImplementedError
 
     def __call__(self, image: torch.Tensor, rng=None) -> torch.Tensor:
@@ -66,26 +104,32 @@ class Geometric:
         return self.label
 
 
+def chain_matrix(chain: Sequence[Geometric], rng, B: int, size: Size) -> Tuple[torch.Tensor, Size]:
+    """The (B, 3, 3) float64 CPU matrix of a run of geometric transforms, and its output size."""
+    counts = [t.draws for t in chain]
+    source = _Block(rng.uniform(sum(counts), device=_CPU)) if None not in counts else _OnCpu(rng)
+    M = _eye(B)
+    for t in chain:
+        Mi, size = t.matrices(source, B, size, _CPU)
+        M = Mi.to(_CPU, torch.float64) @ M
+    return M, size
+
+
 def warp_chain(chain: Sequence[Geometric], image: torch.Tensor, rng=None) -> torch.Tensor:
     """Apply a run of geometric transforms as one warp per image."""
+    if not chain:
+        return image
     B = image.shape[0]
     rng = as_source(rng, B, image.device)
-    size: Size = tuple(image.shape[-2:])
-    M = None
-    for t in chain:
-        Mi, size = t.matrices(rng, B, size, image.device)
-        M = Mi if M is None else Mi @ M
+    M, size = chain_matrix(chain, rng, B, tuple(image.shape[-2:]))
     first_pad = next((t for t in chain if isinstance(t, Pad)), None)
-    mode = first_pad.mode if first_pad else "constant"
-    value = first_pad.value if first_pad else 0.5
-    if M is None:
-        return image
-    pm = _PAD_MODES[mode]
+    pm = _PAD_MODES[first_pad.mode if first_pad else "constant"]
     # kornia fills with zeros: shift so that the fill is `value` in image units.
-    shift = value if pm == "zeros" else 0.0
-    out = warp_affine(image - shift, M[:, :2, :].to(image.dtype), dsize=size, mode="bilinear",
+    shift = (first_pad.value if first_pad else 0.5) if pm == "zeros" else 0.0
+    M = to_device(M[:, :2].to(image.dtype), image.device)  # (B, 2, 3)
+    out = warp_affine(image - shift if shift else image, M, dsize=size, mode="bilinear",
                       padding_mode=pm, align_corners=True)
-    return out + shift
+    return out + shift if shift else out
 
 
 class Pad(Geometric):
@@ -97,10 +141,12 @@ class Pad(Geometric):
         self.w, self.mode, self.value = int(w), mode, float(value)
         self.label = f"pad({w})"
 
-    def matrices(self, rng, B, size, device):
+    draws = 0
+
+    def matrices(self, rng, B, size, device=_CPU):
         H, W = size
-        w = float(self.w)
-        return _translate(torch.full((B,), w, device=device), torch.full((B,), w, device=device)), (H + 2 * self.w, W + 2 * self.w)
+        w = torch.full((B,), float(self.w), dtype=torch.float64)
+        return _translate(w, w), (H + 2 * self.w, W + 2 * self.w)
 
     def __call__(self, image, rng=None):
         # Exact, and no warp needed on its own.
@@ -119,12 +165,14 @@ class Jitter(Geometric):
         self.d = int(d)
         self.label = f"jitter({d})"
 
-    def matrices(self, rng, B, size, device):
+    draws = 2
+
+    def matrices(self, rng, B, size, device=_CPU):
         H, W = size
         if H <= self.d or W <= self.d:
             raise ValueError(f"jitter({self.d}) needs an image larger than {self.d} px, got {W}x{H}")
         u = rng.uniform(2)  # (B, 2)
-        o = (u * (self.d + 1)).floor().clamp_(max=self.d)  # integer offsets 0..d
+        o = (u * (self.d + 1)).floor().clamp_(max=self.d).double()  # integer offsets 0..d
         return _translate(-o[:, 0], -o[:, 1]), (H - self.d, W - self.d)
 
 
@@ -132,16 +180,16 @@ class RandomScale(Geometric):
     """Zoom about the centre by a factor chosen uniformly from ``scales``; the canvas keeps its size."""
 
     def __init__(self, scales: Sequence[float]):
-        self.scales = torch.tensor([float(s) for s in scales])
+        self.scales = torch.tensor([float(s) for s in scales], dtype=torch.float64)
         if len(self.scales) == 0 or (self.scales <= 0).any():
             raise ValueError(f"random_scale needs a non-empty list of positive factors, got {list(scales)}")
         self.label = f"random_scale({len(self.scales)} values)"
 
-    def matrices(self, rng, B, size, device):
-        s = _choice(self.scales, rng.uniform(1)[:, 0]).to(device)
-        A = torch.zeros(B, 2, 2, device=device)
-        A[:, 0, 0] = s
-        A[:, 1, 1] = s
+    draws = 1
+
+    def matrices(self, rng, B, size, device=_CPU):
+        s = _choice(self.scales, rng.uniform(1)[:, 0])
+        A = torch.eye(2, dtype=torch.float64) * s.view(B, 1, 1)
         return _about_centre(A, size), size
 
 
@@ -149,13 +197,15 @@ class RandomRotate(Geometric):
     """Rotate about the centre by an angle (degrees) chosen uniformly from ``angles``."""
 
     def __init__(self, angles: Sequence[float]):
-        self.angles = torch.tensor([float(a) for a in angles])
+        self.angles = torch.tensor([float(a) for a in angles], dtype=torch.float64)
         if len(self.angles) == 0:
             raise ValueError("random_rotate needs a non-empty list of angles (degrees)")
         self.label = f"random_rotate({len(self.angles)} values)"
 
-    def matrices(self, rng, B, size, device):
-        theta = _choice(self.angles, rng.uniform(1)[:, 0]).to(device) * (math.pi / 180)
+    draws = 1
+
+    def matrices(self, rng, B, size, device=_CPU):
+        theta = _choice(self.angles, rng.uniform(1)[:, 0]) * (math.pi / 180)
         c, s = torch.cos(theta), torch.sin(theta)
         # Counter-clockwise on screen (y points down), as tf.contrib.image.rotate.
         A = torch.stack([torch.stack([c, s], -1), torch.stack([-s, c], -1)], -2)
