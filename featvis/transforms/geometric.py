@@ -5,8 +5,8 @@ its output pixel coordinates (pixel centres at integer positions), and a new can
 them multiplies into a single matrix per image, sampled once with ``kornia``'s ``warp_affine``:
 one bilinear resample per step instead of one per transform.
 
-The matrices are tiny, so they are built on the CPU (in float64), where the random draws already
-live (see :mod:`featvis.rng`): a step costs one upload of a (B, 2, 3) matrix and one warp on the
+The matrices are tiny, so they are built on the CPU with NumPy (in float64), where the random
+draws already live (see :mod:`featvis.rng`): a step costs one upload of a (B, 2, 3) matrix and one warp on the
 image's device, not dozens of small kernels, and the host never waits for the device.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import List, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from kornia.geometry.transform import warp_affine
@@ -24,32 +25,33 @@ Size = Tuple[int, int]  # (H, W)
 
 _PAD_MODES = {"constant": "zeros", "reflect": "reflection", "edge": "border", "replicate": "border"}
 _CPU = torch.device("cpu")
+_EYE3 = np.eye(3)[None]
 
 
-def _eye(B: int) -> torch.Tensor:
-    return torch.eye(3, dtype=torch.float64).expand(B, 3, 3).clone()
+def _eye(B: int) -> np.ndarray:
+    return np.repeat(_EYE3, B, axis=0)  # (B, 3, 3) float64
 
 
-def _translate(tx: torch.Tensor, ty: torch.Tensor) -> torch.Tensor:
-    M = _eye(tx.shape[0])
+def _translate(tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
+    M = _eye(len(tx))
     M[:, 0, 2] = tx
     M[:, 1, 2] = ty
     return M
 
 
-def _about_centre(A: torch.Tensor, size: Size) -> torch.Tensor:
+def _about_centre(A: np.ndarray, size: Size) -> np.ndarray:
     """Conjugate the linear maps ``A`` (B,2,2) by a translation to the canvas centre."""
     H, W = size
-    c = torch.tensor([(W - 1) / 2, (H - 1) / 2], dtype=A.dtype)
-    M = _eye(A.shape[0])
+    c = np.array([(W - 1) / 2, (H - 1) / 2])
+    M = _eye(len(A))
     M[:, :2, :2] = A
     M[:, :2, 2] = c - A @ c
     return M
 
 
-def _choice(values: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Pick values[k] with k uniform, from draws u in [0, 1)."""
-    k = (u * len(values)).long().clamp_(max=len(values) - 1)
+def _choice(values: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Pick values[k] with k uniform, from float32 draws u in [0, 1)."""
+    k = np.minimum((u * np.float32(len(values))).astype(np.int64), len(values) - 1)
     return values[k]
 
 
@@ -90,10 +92,12 @@ class Geometric:
     #: chain can draw them all at once.
     draws = None
 
-    def matrices(self, rng, B: int, size: Size, device=_CPU) -> Tuple[torch.Tensor, Size]:
-        """(B, 3, 3) input->output pixel maps (float64, on the CPU) and the output size (H, W).
+    def matrices(self, rng, B: int, size: Size, device=_CPU) -> Tuple[np.ndarray, Size]:
+        """(B, 3, 3) input->output pixel maps and the output size (H, W).
 
-        ``rng.uniform(n)`` gives (B, n) draws on the CPU, row i from image i's stream.
+        ``rng.uniform(n)`` gives (B, n) float32 draws as a CPU tensor, row i from image i's
+        stream. The maps may be a float64 NumPy array (as the built-in transforms return: for
+        3x3 matrices NumPy's per-call cost is a fraction of torch's) or a tensor.
         """
         raise NotImplementedError
 
@@ -104,14 +108,20 @@ class Geometric:
         return self.label
 
 
-def chain_matrix(chain: Sequence[Geometric], rng, B: int, size: Size) -> Tuple[torch.Tensor, Size]:
-    """The (B, 3, 3) float64 CPU matrix of a run of geometric transforms, and its output size."""
+def _as_array(M) -> np.ndarray:
+    if isinstance(M, torch.Tensor):
+        return M.detach().to(_CPU, torch.float64).numpy()
+    return np.asarray(M, dtype=np.float64)
+
+
+def chain_matrix(chain: Sequence[Geometric], rng, B: int, size: Size) -> Tuple[np.ndarray, Size]:
+    """The (B, 3, 3) float64 matrix of a run of geometric transforms, and its output size."""
     counts = [t.draws for t in chain]
     source = _Block(rng.uniform(sum(counts), device=_CPU)) if None not in counts else _OnCpu(rng)
     M = _eye(B)
     for t in chain:
         Mi, size = t.matrices(source, B, size, _CPU)
-        M = Mi.to(_CPU, torch.float64) @ M
+        M = _as_array(Mi) @ M
     return M, size
 
 
@@ -126,7 +136,7 @@ def warp_chain(chain: Sequence[Geometric], image: torch.Tensor, rng=None) -> tor
     pm = _PAD_MODES[first_pad.mode if first_pad else "constant"]
     # kornia fills with zeros: shift so that the fill is `value` in image units.
     shift = (first_pad.value if first_pad else 0.5) if pm == "zeros" else 0.0
-    M = to_device(M[:, :2].to(image.dtype), image.device)  # (B, 2, 3)
+    M = to_device(torch.from_numpy(M[:, :2]).to(image.dtype), image.device)  # (B, 2, 3)
     out = warp_affine(image - shift if shift else image, M, dsize=size, mode="bilinear",
                       padding_mode=pm, align_corners=True)
     return out + shift if shift else out
@@ -145,7 +155,7 @@ class Pad(Geometric):
 
     def matrices(self, rng, B, size, device=_CPU):
         H, W = size
-        w = torch.full((B,), float(self.w), dtype=torch.float64)
+        w = np.full(B, float(self.w))
         return _translate(w, w), (H + 2 * self.w, W + 2 * self.w)
 
     def __call__(self, image, rng=None):
@@ -171,8 +181,8 @@ class Jitter(Geometric):
         H, W = size
         if H <= self.d or W <= self.d:
             raise ValueError(f"jitter({self.d}) needs an image larger than {self.d} px, got {W}x{H}")
-        u = rng.uniform(2)  # (B, 2)
-        o = (u * (self.d + 1)).floor().clamp_(max=self.d).double()  # integer offsets 0..d
+        u = np.asarray(rng.uniform(2))  # (B, 2) float32
+        o = np.minimum(np.floor(u * np.float32(self.d + 1)), self.d).astype(np.float64)  # integer offsets 0..d
         return _translate(-o[:, 0], -o[:, 1]), (H - self.d, W - self.d)
 
 
@@ -180,7 +190,7 @@ class RandomScale(Geometric):
     """Zoom about the centre by a factor chosen uniformly from ``scales``; the canvas keeps its size."""
 
     def __init__(self, scales: Sequence[float]):
-        self.scales = torch.tensor([float(s) for s in scales], dtype=torch.float64)
+        self.scales = np.array([float(s) for s in scales])
         if len(self.scales) == 0 or (self.scales <= 0).any():
             raise ValueError(f"random_scale needs a non-empty list of positive factors, got {list(scales)}")
         self.label = f"random_scale({len(self.scales)} values)"
@@ -188,8 +198,8 @@ class RandomScale(Geometric):
     draws = 1
 
     def matrices(self, rng, B, size, device=_CPU):
-        s = _choice(self.scales, rng.uniform(1)[:, 0])
-        A = torch.eye(2, dtype=torch.float64) * s.view(B, 1, 1)
+        s = _choice(self.scales, np.asarray(rng.uniform(1))[:, 0])
+        A = np.eye(2) * s.reshape(B, 1, 1)
         return _about_centre(A, size), size
 
 
@@ -197,7 +207,7 @@ class RandomRotate(Geometric):
     """Rotate about the centre by an angle (degrees) chosen uniformly from ``angles``."""
 
     def __init__(self, angles: Sequence[float]):
-        self.angles = torch.tensor([float(a) for a in angles], dtype=torch.float64)
+        self.angles = np.array([float(a) for a in angles])
         if len(self.angles) == 0:
             raise ValueError("random_rotate needs a non-empty list of angles (degrees)")
         self.label = f"random_rotate({len(self.angles)} values)"
@@ -205,10 +215,10 @@ class RandomRotate(Geometric):
     draws = 1
 
     def matrices(self, rng, B, size, device=_CPU):
-        theta = _choice(self.angles, rng.uniform(1)[:, 0]) * (math.pi / 180)
-        c, s = torch.cos(theta), torch.sin(theta)
+        theta = _choice(self.angles, np.asarray(rng.uniform(1))[:, 0]) * (math.pi / 180)
+        c, s = np.cos(theta), np.sin(theta)
         # Counter-clockwise on screen (y points down), as tf.contrib.image.rotate.
-        A = torch.stack([torch.stack([c, s], -1), torch.stack([-s, c], -1)], -2)
+        A = np.stack([np.stack([c, s], -1), np.stack([-s, c], -1)], -2)  # (B, 2, 2)
         return _about_centre(A, size), size
 
 
