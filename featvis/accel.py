@@ -57,15 +57,21 @@ def cudnn_autotune(device: torch.device) -> Iterator[None]:
 
 @contextmanager
 def memory_format(model: nn.Module, channels_last: bool) -> Iterator[None]:
-    """The model's 4-d weights in channels-last format for the block (when asked), then back."""
+    """The model's 4-d weights in channels-last format for the block (when asked); afterwards each
+    tensor that was in the default format is put back in it."""
     if not channels_last:
         yield
         return
-    model.to(memory_format=torch.channels_last)
+    tensors = [t for t in list(model.parameters()) + list(model.buffers()) if t.dim() == 4]
+    was_contiguous = [t.is_contiguous() for t in tensors]
+    model.to(memory_format=torch.channels_last)  # in place: same Parameter objects, new .data
     try:
         yield
     finally:
-        model.to(memory_format=torch.contiguous_format)
+        with torch.no_grad():
+            for t, contiguous in zip(tensors, was_contiguous):
+                if contiguous:
+                    t.data = t.data.contiguous()
 
 
 class _Tracer(fx.Tracer):
@@ -135,7 +141,7 @@ class ModelRunner:
         dtype = check_precision(precision)
         self._autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
         self.channels_last = CHANNELS_LAST.get(device.type, False)
-        self.compiled = compiled
+        self.compiled, self._tried = compiled, False
         self._stack = stack
         self._hooked = None
 
@@ -159,6 +165,8 @@ class ModelRunner:
         if self.compiled is None or not self.layers:
             return self.plain(images)
         try:
+            if not self._tried:
+                self._try_compiled(images)
             with self._autocast:
                 acts = self.compiled(self._prepare(images))
         except Exception as err:  # noqa: BLE001 -- any failure of the compiler means: run plain
@@ -168,6 +176,17 @@ class ModelRunner:
             self.compiled = None
             return self.plain(images)
         return {k: v.float() for k, v in acts.items()}
+
+    def _try_compiled(self, images: torch.Tensor) -> None:
+        """One forward and backward on a copy of the first input, so that a compiler failure in
+        either shows up here (where it can fall back) and not in the caller's backward."""
+        x = images.detach().clone().requires_grad_(images.requires_grad)
+        with self._autocast:
+            acts = self.compiled(self._prepare(x))
+        total = sum(v.float().sum() for v in acts.values())
+        if x.requires_grad and total.requires_grad:
+            torch.autograd.grad(total, x, allow_unused=True)
+        self._tried = True
 
 
 def compile_prefix(model: nn.Module, layers: Iterable[str], backend: Union[bool, str] = True):

@@ -212,6 +212,36 @@ def test_compile_failure_falls_back_with_a_warning(monkeypatch):
     torch.testing.assert_close(fallback.images, plain.images, rtol=0, atol=0)
 
 
+class _FailsBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("simulated failure compiling the backward")
+
+
+def test_compile_failure_in_the_backward_also_falls_back(monkeypatch):
+    model = featvis.wrap(tiny_net())
+    plain = render_tiny(model, channel("4", [0, 1]))
+
+    def compile_with_broken_backward(module, **kwargs):
+        return lambda x: {k: _FailsBackward.apply(v) for k, v in module(x).items()}
+
+    monkeypatch.setattr(torch, "compile", compile_with_broken_backward)
+    with pytest.warns(RuntimeWarning, match="backward.*uncompiled"):
+        fallback = render_tiny(model, channel("4", [0, 1]), compile=True)
+    torch.testing.assert_close(fallback.images, plain.images, rtol=0, atol=0)
+
+
+def test_a_channels_last_model_stays_channels_last(monkeypatch):
+    monkeypatch.setitem(accel.CHANNELS_LAST, "cpu", True)
+    model = featvis.wrap(tiny_net()).to(memory_format=torch.channels_last)
+    render_tiny(model, channel("4", 0))
+    assert model.net[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
 class Branchy(nn.Module):
     def __init__(self):
         super().__init__()
