@@ -32,8 +32,10 @@ first, then the median over ``--repeats`` runs taken in turn: featvis, Lucent, f
   mixed4a channels at 224 px, each tool in a fresh process; also the peak minus the resident set
   after imports and model building.
 
-The machine's load average is printed before and after: other processes on the same cores make
-every figure meaningless (two OpenMP threads wait on each other), so run it on a quiet machine.
+Other processes on the same cores distort every figure (each tool's two OpenMP threads wait on
+each other), so each run also measures how many cores the rest of the machine kept busy meanwhile
+(from /proc) and is taken again, after a pause, when that exceeds ``--max-foreign`` (0.15 cores).
+The figures, the other processes' share and the load average are printed.
 """
 from __future__ import annotations
 
@@ -240,14 +242,63 @@ def make_weights(weights_dir: Path):
     torch.save(resnet20(seed=0).state_dict(), weights_dir / "resnet20.pt")
 
 
-def measure(jobs, repeats) -> Dict[str, List[float]]:
-    """Run each (name, worker, command) in turn, ``repeats`` rounds; {name: per-round medians}."""
+class CpuMeter:
+    """How many cores *other* processes kept busy during a measurement (Linux: /proc), so that a
+    run disturbed by the rest of the machine can be told apart and taken again."""
+
+    def __init__(self, pids):
+        self.pids = list(pids)
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def _read(self):
+        try:
+            with open("/proc/stat") as f:
+                cpu = [int(v) for v in f.readline().split()[1:]]
+            own = 0
+            for pid in self.pids:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                own += int(fields[11]) + int(fields[12])  # utime + stime, all threads
+        except OSError:
+            return None
+        return sum(cpu) - cpu[3] - cpu[4], own, time.monotonic()  # busy (not idle, not iowait)
+
+    def start(self):
+        self._start = self._read()
+
+    def foreign_cores(self):
+        end = self._read()
+        if end is None or self._start is None:
+            return float("nan")
+        busy, own, wall = (b - a for a, b in zip(self._start, end))
+        return max(0.0, (busy - own) / self.tick / max(wall, 1e-9))
+
+
+def measure(jobs, repeats, meter: CpuMeter, max_foreign: float, retries: int) -> Dict[str, List[float]]:
+    """Run each (name, worker, command) in turn, ``repeats`` rounds; {name: per-round medians}.
+
+    A run during which other processes kept more than ``max_foreign`` cores busy is taken again
+    (after a pause), at most ``retries`` times; the last try counts whatever its load.
+    """
     out: Dict[str, List[float]] = {}
     for r in range(repeats):
         for name, worker, cmd in jobs:
-            out.setdefault(name, []).append(statistics.median(worker.ask(**cmd)))
-            print(f"  round {r + 1}/{repeats} {name}: {out[name][-1]:.4f} s/step", file=sys.stderr, flush=True)
+            for attempt in range(retries + 1):
+                meter.start()
+                value = statistics.median(worker.ask(**cmd))
+                foreign = meter.foreign_cores()
+                if not foreign > max_foreign:
+                    break
+                print(f"  ({name}: other processes used {foreign:.2f} cores; again in 10 s)", file=sys.stderr, flush=True)
+                time.sleep(10)
+            out.setdefault(name, []).append(value)
+            FOREIGN.append(foreign)
+            print(f"  round {r + 1}/{repeats} {name}: {value:.4f} s/step (others: {foreign:.2f} cores)",
+                  file=sys.stderr, flush=True)
     return out
+
+
+FOREIGN: List[float] = []  # other processes' cores during each accepted run
 
 
 def fmt(xs: List[float]) -> str:
@@ -260,6 +311,9 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="few steps and runs (a few minutes on 2 cores)")
     ap.add_argument("--repeats", type=int, default=None, help="runs per figure (default 5, --quick 3)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["batch1", "batch16", "small", "memory"])
+    ap.add_argument("--max-foreign", type=float, default=0.15,
+                    help="take a run again when other processes kept more cores than this busy (default 0.15)")
+    ap.add_argument("--retries", type=int, default=6, help="how often to take a disturbed run again (default 6)")
     ap.add_argument("--worker", choices=["featvis", "lucent"], help=argparse.SUPPRESS)
     ap.add_argument("--memory-child", choices=["featvis", "lucent"], help=argparse.SUPPRESS)
     ap.add_argument("--weights-dir", type=Path, help=argparse.SUPPRESS)
@@ -280,14 +334,16 @@ def main(argv=None):
         make_weights(weights_dir)
         fv = Worker(sys.executable, "featvis", weights_dir)
         lu = Worker(args.lucent_python, "lucent", weights_dir)
+        meter = CpuMeter([os.getpid(), fv.proc.pid, lu.proc.pid])
+        timed = lambda jobs: measure(jobs, repeats, meter, args.max_foreign, args.retries)  # noqa: E731
         results = {}
         try:
             if "batch1" not in args.skip:
                 for layer in LAYERS:
                     print(f"InceptionV1 {layer}, batch 1, model input {MODEL_SIZE} px ...", file=sys.stderr)
                     cmd = dict(what="render", layer=layer, batch=1, steps=steps1)
-                    results[(layer, 1)] = measure([("featvis", fv, cmd), ("lucent", lu, cmd),
-                                                   ("floor", fv, dict(cmd, what="floor"))], repeats)
+                    results[(layer, 1)] = timed([("featvis", fv, cmd), ("lucent", lu, cmd),
+                                                 ("floor", fv, dict(cmd, what="floor"))])
             if "batch16" not in args.skip:
                 for layer in LAYERS:
                     print(f"InceptionV1 {layer}, batch {BIG_BATCH} ...", file=sys.stderr)
@@ -295,11 +351,11 @@ def main(argv=None):
                     jobs = [("featvis", fv, cmd), ("floor", fv, dict(cmd, what="floor"))]
                     if layer == "mixed4a":
                         jobs.insert(1, ("lucent", lu, cmd))
-                    results[(layer, BIG_BATCH)] = measure(jobs, repeats)
+                    results[(layer, BIG_BATCH)] = timed(jobs)
             if "small" not in args.skip:
                 print(f"ResNet-20, {SMALL_UNITS} units ...", file=sys.stderr)
                 cmd = dict(what="small", steps=steps_small)
-                results["small"] = measure([("featvis", fv, cmd), ("lucent", lu, cmd)], repeats)
+                results["small"] = timed([("featvis", fv, cmd), ("lucent", lu, cmd)])
         finally:
             fv.close()
             lu.close()
@@ -311,6 +367,9 @@ def main(argv=None):
                                       capture_output=True, text=True, env=env, check=True)
                 memory[tool] = json.loads(done.stdout.strip().splitlines()[-1])
     report(results, memory, repeats, steps1, steps16, steps_small)
+    if FOREIGN:
+        print(f"Other processes during the runs counted: median {statistics.median(FOREIGN):.2f} cores, "
+              f"max {max(FOREIGN):.2f} (runs above {args.max_foreign} were taken again, up to {args.retries} times)")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
