@@ -188,13 +188,18 @@ def test_channels_last_does_not_change_the_images(monkeypatch):
     torch.testing.assert_close(results[True], results[False], rtol=0, atol=1e-5)
 
 
-def test_compiled_model_gives_the_plain_models_images():
+def test_compiled_model_gives_the_plain_models_images_and_compiles_once(monkeypatch):
     model = featvis.wrap(tiny_net())
     plain = render_tiny(model, channel("4", [0, 1]))
+    calls, real_compile = [], torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: calls.append(kw) or real_compile(m, **kw))
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # no fallback may happen here
         compiled = render_tiny(model, channel("4", [0, 1]), compile="eager")  # dynamo only: fast
+        again = render_tiny(model, channel("4", [0, 1]), compile="eager")
     torch.testing.assert_close(compiled.images, plain.images, rtol=0, atol=1e-6)
+    torch.testing.assert_close(again.images, plain.images, rtol=0, atol=1e-6)
+    assert calls == [{"dynamic": False, "backend": "eager"}]  # the second render reused the first's
 
 
 def test_compile_failure_falls_back_with_a_warning(monkeypatch):
