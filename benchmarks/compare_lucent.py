@@ -28,6 +28,8 @@ first, then the median over ``--repeats`` runs taken in turn: featvis, Lucent, f
   model fed 32 px (a 20 px image for both, Lucent with ``fixed_image_size=32``), ten channels of
   ``layer3``: one featvis render with a batch of 10 against ten Lucent renders one by one, each the
   same number of steps; wall time of the whole job divided by the steps.
+- With ``--compile``, featvis with ``render(compile=True)`` too ("compiled"; its compilation, once
+  per layer and batch, falls in the untimed first step).
 - Peak memory (the child process's peak resident set size, ``ru_maxrss``) of a 3-step render of 16
   mixed4a channels at 224 px, each tool in a fresh process; also the peak minus the resident set
   after imports and model building.
@@ -311,6 +313,9 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="few steps and runs (a few minutes on 2 cores)")
     ap.add_argument("--repeats", type=int, default=None, help="runs per figure (default 5, --quick 3)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["batch1", "batch16", "small", "memory"])
+    ap.add_argument("--compile", action="store_true",
+                    help="also time featvis with render(compile=True) (each layer and batch compiles once, "
+                         "about a minute, outside the timed steps)")
     ap.add_argument("--max-foreign", type=float, default=0.15,
                     help="take a run again when other processes kept more cores than this busy (default 0.15)")
     ap.add_argument("--retries", type=int, default=6, help="how often to take a disturbed run again (default 6)")
@@ -336,6 +341,7 @@ def main(argv=None):
         lu = Worker(args.lucent_python, "lucent", weights_dir)
         meter = CpuMeter([os.getpid(), fv.proc.pid, lu.proc.pid])
         timed = lambda jobs: measure(jobs, repeats, meter, args.max_foreign, args.retries)  # noqa: E731
+        compiled = lambda cmd: [("compiled", fv, dict(cmd, compile=True))] if args.compile else []  # noqa: E731
         results = {}
         try:
             if "batch1" not in args.skip:
@@ -343,12 +349,12 @@ def main(argv=None):
                     print(f"InceptionV1 {layer}, batch 1, model input {MODEL_SIZE} px ...", file=sys.stderr)
                     cmd = dict(what="render", layer=layer, batch=1, steps=steps1)
                     results[(layer, 1)] = timed([("featvis", fv, cmd), ("lucent", lu, cmd),
-                                                 ("floor", fv, dict(cmd, what="floor"))])
+                                                 ("floor", fv, dict(cmd, what="floor"))] + compiled(cmd))
             if "batch16" not in args.skip:
                 for layer in LAYERS:
                     print(f"InceptionV1 {layer}, batch {BIG_BATCH} ...", file=sys.stderr)
                     cmd = dict(what="render", layer=layer, batch=BIG_BATCH, steps=steps16)
-                    jobs = [("featvis", fv, cmd), ("floor", fv, dict(cmd, what="floor"))]
+                    jobs = [("featvis", fv, cmd), ("floor", fv, dict(cmd, what="floor"))] + compiled(cmd)
                     if layer == "mixed4a":
                         jobs.insert(1, ("lucent", lu, cmd))
                     results[(layer, BIG_BATCH)] = timed(jobs)
@@ -386,6 +392,10 @@ def report(results, memory, repeats, steps1, steps16, steps_small):
         if "lucent" in r:
             line += f"   featvis/lucent = {f / med(r['lucent']):.3f} (featvis {med(r['lucent']) / f:.2f}x faster)"
         print(line)
+        if "compiled" in r:
+            c = med(r["compiled"])
+            print(f"  compiled/floor = {c / med(r['floor']):.3f}   compiled/featvis = {c / f:.3f}"
+                  + (f"   compiled/lucent = {c / med(r['lucent']):.3f}" if "lucent" in r else ""))
     if "small" in results:
         r = results["small"]
         f, lu = med(r["featvis"]), med(r["lucent"])

@@ -135,9 +135,9 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     return Result(image.detach().float().cpu(), values.detach().float().cpu(), objective.name, rng.seeds, steps, snaps)
 
 
-#: ``auto_batch`` on the CPU: time per image stops falling after a few images (InceptionV1 mixed4a
-#: at 224 px on 2 cores: batch 16 costs 0.75x of 16 single renders) while memory grows linearly
-#: (about 1.5 GB at batch 16), so a fixed moderate batch.
+#: ``auto_batch`` on the CPU: the time per image falls little with the batch (InceptionV1 mixed4a at
+#: 224 px on 2 cores: a batch of 16 takes about 0.8x the time of 16 single renders) while memory
+#: grows linearly (about 1 GB above the loaded model at batch 16), so a fixed moderate batch.
 CPU_BATCH = 16
 #: ``auto_batch`` on CUDA: the share of the free memory to fill, leaving room for the allocator's
 #: fragmentation and for other tensors.
