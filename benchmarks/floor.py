@@ -47,7 +47,7 @@ def floor_step(model: torch.nn.Module, layer: str, batch: int, size: int, seed: 
     prefix = truncate(model, [layer])
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(batch, 3, size, size, generator=gen).to(device).contiguous(memory_format=fmt).requires_grad_()
-    channels = torch.arange(batch, device=device)
+    channels = torch.arange(batch, device=device).view(-1, 1, 1, 1)
     with torch.no_grad():  # the cut must compute what the whole model computes there
         with capture(model, [layer]) as run:
             want = run(x[:1])[layer]
@@ -56,7 +56,8 @@ def floor_step(model: torch.nn.Module, layer: str, batch: int, size: int, seed: 
 
     def step():
         act = prefix(x)[layer]  # (B, C, H, W)
-        value = act[torch.arange(batch, device=device), channels].flatten(1).mean(1)  # (B,)
+        # gather: cheaper in the backward than act[arange(B), channels], whose backward accumulates
+        value = act.gather(1, channels.expand(-1, 1, *act.shape[2:])).flatten(1).mean(1)  # (B,)
         x.grad = None
         (-value.sum()).backward()
         return x.grad
