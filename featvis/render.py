@@ -92,7 +92,9 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     one int per image; the same seed on the same device gives the same images. ``device=None``
     picks CUDA when present. ``precision`` ("fp32", "bf16", "fp16") autocasts the model only.
     ``compile=True`` runs the model through ``torch.compile`` (or name a backend), falling back to
-    the plain model with a warning if compilation fails (see :mod:`featvis.accel`).
+    the plain model with a warning if compilation fails (see :mod:`featvis.accel`): on 2 CPU cores
+    InceptionV1 steps take 0.55-0.7x the time, after about a minute of compiling per layer and
+    batch size (kept for later renders in the process), so it pays off over whole layers.
 
     >>> result = featvis.render(model, "mixed4a:476", steps=256, seed=0)
     >>> result.save("mixed4a_476.png")
