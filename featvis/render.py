@@ -79,6 +79,17 @@ def _nonfinite_error(objective, flags, first_step, values):
             "returned. Lower the learning rate, or add a penalty that keeps the image bounded.")
 
 
+def evaluate(model, objective, images: torch.Tensor) -> torch.Tensor:
+    """The objective's value (B,) for [0,1] ``images``, without transforms or gradients."""
+    objective, model = as_objective(objective), as_model(model)
+    device = next(iter(model.parameters()), images).device
+    images = images.to(device)
+    with torch.no_grad(), frozen(model), capture(model, objective.layers) as run:
+        acts = run(images)
+        acts[INPUT] = images
+        return objective(acts).float().cpu()
+
+
 def render(model, objective, param=None, transforms=None, steps: int = 512, lr: float = 0.05,
            optimizer=None, seed=None, device=None, progress: bool = True,
            snapshots: Iterable[int] = (), precision: str = "fp32") -> Result:
