@@ -67,7 +67,7 @@ class FeatvisModel(nn.Module):
 
 
 def _block_types() -> tuple:
-    """torchvision's block classes (imported here, not at module load, to keep import light)."""
+    """torchvision's residual, ConvNeXt and inception block classes."""
     from torchvision.models.convnext import CNBlock
     from torchvision.models.googlenet import Inception
     from torchvision.models.resnet import BasicBlock, Bottleneck
