@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from .hooks import INPUT, capture
 from .io import save_image, to_pil
 from .models import as_model, pick_device
+from .models.redirect import relu_redirection
 from .objectives import Objective, as_objective
 from .param import fourier
 from .rng import RandomSource, image_seeds
@@ -125,9 +126,10 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
         acts[INPUT] = image
         return objective(acts)  # (B,)
 
-    with frozen(model), capture(model, objective.layers) as run, \
+    with frozen(model), relu_redirection(model) as redirect, capture(model, objective.layers) as run, \
             tqdm(total=steps, disable=not progress, desc=objective.name[:40], leave=False) as bar:
         for step in range(steps):
+            redirect(step)  # Lucid's redirected ReLU for the model's first `redirect_steps` steps
             image = param()
             if step in wanted:
                 snaps[step] = image.detach().float().cpu()

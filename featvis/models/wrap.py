@@ -1,7 +1,7 @@
 """Any ``nn.Module`` as a featvis model: the [0,1] image in, the module's own normalization inside."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -17,7 +17,14 @@ class FeatvisModel(nn.Module):
     Layer names are ``net``'s own module paths, without a prefix for the wrapper: a ResNet's third
     stage is ``layer3`` whether the ResNet is wrapped or not. Subclasses (the zoo's InceptionV1)
     may add aliases by overriding :meth:`named_layers`.
+
+    BatchNorm statistics are frozen: BatchNorm layers stay in eval mode (normalizing with their
+    stored statistics, never updating them) even after ``.train()``; featvis never trains a model.
     """
+
+    #: How many first steps of :func:`featvis.render` redirect the ReLU gradients of the model's
+    #: :class:`featvis.models.redirect.ReLU` modules (Lucid's trick; 0 = never).
+    redirect_steps: int = 0
 
     def __init__(self, net: nn.Module, normalize: Optional[Tuple[Sequence[float], Sequence[float]]] = (IMAGENET_MEAN, IMAGENET_STD), name: Optional[str] = None):
         super().__init__()
@@ -37,6 +44,19 @@ class FeatvisModel(nn.Module):
         """Hookable modules by name (``net``'s module paths)."""
         return {name: m for name, m in self.net.named_modules() if name}
 
+    def block_layers(self) -> List[str]:
+        """Names of the layers that are whole blocks (residual, ConvNeXt or inception blocks): the
+        outputs usually visualized. Recognizes torchvision's block classes; subclasses may override."""
+        types = _block_types()
+        return [name for name, m in self.named_layers().items() if isinstance(m, types)]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        return self
+
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         if self.mean is None:
             return images
@@ -44,6 +64,14 @@ class FeatvisModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(self.preprocess(images))
+
+
+def _block_types() -> tuple:
+    """torchvision's residual, ConvNeXt and inception block classes."""
+    from torchvision.models.convnext import CNBlock
+    from torchvision.models.googlenet import Inception
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+    return (BasicBlock, Bottleneck, CNBlock, Inception)
 
 
 def wrap(module: nn.Module, normalize=(IMAGENET_MEAN, IMAGENET_STD), name: Optional[str] = None) -> FeatvisModel:
