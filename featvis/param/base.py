@@ -66,7 +66,7 @@ def image_tensor(image) -> torch.Tensor:
             image = image[..., None].repeat(3, -1)
         if image.ndim != 3:
             raise ValueError(f"expected an (H, W, C) array for an image, got shape {image.shape}")
-        image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        image = torch.from_numpy(np.array(image)).permute(2, 0, 1)  # a copy: PIL arrays are read-only
     if not isinstance(image, torch.Tensor):
         raise TypeError(f"expected an image as a PIL image, NumPy array or tensor, got {type(image).__name__}")
     if image.dtype == torch.uint8:
