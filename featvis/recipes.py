@@ -23,7 +23,10 @@ COS_FLOOR = 0.1
 
 
 def caricature_transforms():
-    """Lucid's caricature transforms: pad 8 (gray), jitter 8, scale 0.9..1.1, rotate -5..4 degrees, jitter 2."""
+    """Lucid's caricature transforms: pad 8 (gray), jitter 8, scale 0.9..1.1, rotate -5..4 degrees, jitter 2.
+
+    >>> result = featvis.render(model, "layer3:7", transforms=caricature_transforms())
+    """
     return compose(pad(8), jitter(8), random_scale(CARICATURE_SCALES), random_rotate(CARICATURE_ANGLES), jitter(2))
 
 

@@ -43,6 +43,8 @@ def alignment(layer: str, decay_ratio: float = 2.0, batch=None) -> Objective:
     the mean squared difference between images i and i+d, for d = 1..4, divided by
     ``decay_ratio ** d``. Each pair's term is split between its two images, so the values sum to
     Lucid's total. Add it with a weight to an interpolation (see :func:`channel_interpolate`).
+
+    >>> obj = channel_interpolate("mixed4a", 476, "mixed4a", 460) + 0.1 * alignment("mixed3b", decay_ratio=5)
     """
     if decay_ratio <= 0:
         raise ValueError(f"alignment decay_ratio must be positive, got {decay_ratio}")
@@ -122,7 +124,7 @@ def activation_weighted(layer: str, weights, batch=None) -> Objective:
     (C, H, W) every unit. Summed over channels, averaged over positions, so a one-hot (C,) weight
     is exactly :func:`channel`.
 
-    >>> obj = activation_weighted("layer3", torch.tensor([1.0, -0.5, 0.0, ...]))
+    >>> obj = activation_weighted("layer3", torch.randn(256))      # layer3 of a ResNet-18: 256 channels
     """
     w = torch.as_tensor(weights, dtype=torch.float32)
     if w.dim() == 0:

@@ -67,6 +67,8 @@ def l1(constant=0.0, layer: str = INPUT, batch=None) -> Objective:
 
     ``constant`` is a number, or a reference image (tensor, PIL image or array in [0, 1]; resized
     to the image if needed).
+
+    >>> obj = channel("mixed4a", 476) - 0.5 * l1(0.5)    # pull towards mid-gray
     """
     ref = _Reference(constant)
 

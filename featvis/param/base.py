@@ -54,7 +54,10 @@ class ImageParam(nn.Module):
 
 def image_tensor(image) -> torch.Tensor:
     """A float (B, C, H, W) tensor in [0, 1] from a PIL image, a NumPy array (H, W, C) or a tensor
-    ((C, H, W) or (B, C, H, W)); uint8 values are divided by 255."""
+    ((C, H, W) or (B, C, H, W)); uint8 values are divided by 255.
+
+    >>> image_tensor(PIL.Image.open("dog.png")).shape    # (1, 3, H, W)
+    """
     try:
         from PIL import Image
         if isinstance(image, Image.Image):
@@ -82,7 +85,10 @@ def image_tensor(image) -> torch.Tensor:
 
 
 def fit_images(images: torch.Tensor, param: ImageParam) -> torch.Tensor:
-    """``images`` resized (bilinear, antialiased) to the param's size and repeated to its batch."""
+    """``images`` resized (bilinear, antialiased) to the param's size and repeated to its batch.
+
+    >>> param.set_image(fit_images(image_tensor(photo), param))    # what render(init=photo) does
+    """
     if tuple(images.shape[-2:]) != param.size:
         images = F.interpolate(images, size=param.size, mode="bilinear", align_corners=False, antialias=True)
     if images.shape[0] == 1 and param.batch > 1:

@@ -39,17 +39,17 @@ class LowResTensor(nn.Module):
 
     def forward(self, B: int, H: int, W: int) -> torch.Tensor:
         t = self.values  # (n, C, h, w)
+        if tuple(t.shape[-2:]) != (H, W):  # upsample the n values before spreading them over B images
+            t = F.interpolate(t, size=(H, W), mode="bilinear", align_corners=False)
         n = t.shape[0]
         if n == 1:
-            t = t.expand(B, -1, -1, -1)
-        elif n != B:
-            pos = torch.linspace(0, n - 1, B, device=t.device) if B > 1 else t.new_zeros(1)
-            lo = pos.floor().long().clamp(max=n - 2)
-            frac = (pos - lo).view(B, 1, 1, 1)
-            t = t[lo] * (1 - frac) + t[lo + 1] * frac  # (B, C, h, w)
-        if tuple(t.shape[-2:]) != (H, W):
-            t = F.interpolate(t, size=(H, W), mode="bilinear", align_corners=False)
-        return t  # (B, C, H, W)
+            return t.expand(B, -1, -1, -1)
+        if n == B:
+            return t
+        pos = torch.linspace(0, n - 1, B, device=t.device) if B > 1 else t.new_zeros(1)
+        lo = pos.floor().long().clamp(max=n - 2)
+        frac = (pos - lo).view(B, 1, 1, 1)
+        return t[lo] * (1 - frac) + t[lo + 1] * frac  # (B, C, H, W)
 
 
 def shared_generator(rng: RandomSource, tag: int) -> torch.Generator:

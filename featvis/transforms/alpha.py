@@ -28,7 +28,10 @@ def _scale(h: int, w: int, decay_power: float) -> torch.Tensor:
 def random_background(shape, rng=None, sd: float = BACKGROUND_SD, decay_power: float = 1.0, device=None) -> torch.Tensor:
     """(B, 3, H, W) random images in [0, 1] for ``shape`` (B, _, H, W): 1/f Fourier noise, coloured
     and squashed like :func:`featvis.param.fourier` (Lucid's ``image_sample``); image i draws from
-    its own stream of ``rng``."""
+    its own stream of ``rng``.
+
+    >>> backgrounds = random_background((4, 3, 128, 128), rng=0)
+    """
     B, _, H, W = shape
     rng = as_source(rng, B, device)
     scale = _scale(H, W, float(decay_power))
@@ -38,7 +41,10 @@ def random_background(shape, rng=None, sd: float = BACKGROUND_SD, decay_power: f
 
 
 def composite(image: torch.Tensor, background) -> torch.Tensor:
-    """(B, 4, H, W) RGBA over ``background`` ((B|1, 3, H, W) or a gray level) -> (B, 3, H, W)."""
+    """(B, 4, H, W) RGBA over ``background`` ((B|1, 3, H, W) or a gray level) -> (B, 3, H, W).
+
+    >>> on_white = composite(result.images, 1.0)
+    """
     rgb, a = image[:, :3], image[:, 3:4]
     return a * rgb + (1 - a) * background
 
@@ -65,6 +71,8 @@ def collapse_alpha(sd: float = BACKGROUND_SD) -> CollapseAlpha:
     """Composite RGBA images over random Fourier-noise backgrounds (std ``sd``), as Lucid does.
 
     ``render`` does this by itself for a param with ``alpha=True`` (before the other transforms);
-    use it directly to see what the model sees: ``collapse_alpha()(param(), rng=0)``.
+    use it directly to see what the model sees:
+
+    >>> seen = collapse_alpha()(featvis.param.fourier(128, alpha=True)(), rng=0)   # (1, 3, 128, 128)
     """
     return CollapseAlpha(sd)

@@ -8,7 +8,10 @@ import torch.nn.functional as F
 def box_blur(image: torch.Tensor, size: int = 3) -> torch.Tensor:
     """Lucid's ``_tf_blur``: each channel convolved with a ``size`` x ``size`` kernel of weight 1
     inside and 0.5 on its border, divided by the kernel mass that falls on the image (so the edges
-    are not darkened)."""
+    are not darkened).
+
+    >>> smooth = box_blur(images, 3)
+    """
     if size < 1 or size % 2 == 0:
         raise ValueError(f"blur size must be a positive odd number of pixels, got {size}")
     if size == 1:
