@@ -14,19 +14,23 @@ from .io import save_image, to_pil
 from .models import as_model, pick_device
 from .models.redirect import relu_redirection
 from .objectives import Objective, as_objective
-from .param import fourier
+from .param import fit_images, fourier, image_tensor
 from .rng import RandomSource, image_seeds
 from .transforms import compose, standard
+from .transforms.alpha import GRAY, collapse_alpha, composite
 
 #: Loss values are read back (a host-device sync on CUDA) only this often.
 CHECK_EVERY = 16
+#: Adam's learning rate when neither ``lr`` nor the param's ``default_lr`` says otherwise.
+DEFAULT_LR = 0.05
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
 class Result:
-    """What :func:`render` returns. ``images``: float32 (B,3,H,W) in [0,1] on the CPU; ``values``:
-    (B,) the objective of each final image (untransformed); ``snapshots``: {step: images}."""
+    """What :func:`render` returns. ``images``: float32 (B,3,H,W) in [0,1] on the CPU ((B,4,H,W)
+    RGBA for a param with alpha); ``values``: (B,) the objective of each final image (untransformed;
+    RGBA over gray); ``snapshots``: {step: images}."""
 
     images: torch.Tensor
     values: torch.Tensor
@@ -85,23 +89,28 @@ def evaluate(model, objective, images: torch.Tensor) -> torch.Tensor:
     objective, model = as_objective(objective), as_model(model)
     device = next(iter(model.parameters()), images).device
     images = images.to(device)
+    seen = composite(images, GRAY) if images.shape[1] == 4 else images  # RGBA: over gray
     with torch.no_grad(), frozen(model), capture(model, objective.layers) as run:
-        acts = run(images)
+        acts = run(seen)
         acts[INPUT] = images
         return objective(acts).float().cpu()
 
 
-def render(model, objective, param=None, transforms=None, steps: int = 512, lr: float = 0.05,
+def render(model, objective, param=None, transforms=None, steps: int = 512, lr: Optional[float] = None,
            optimizer=None, seed=None, device=None, progress: bool = True,
-           snapshots: Iterable[int] = (), precision: str = "fp32") -> Result:
+           snapshots: Iterable[int] = (), precision: str = "fp32", init=None) -> Result:
     """Optimize images so that ``objective`` is as large as possible; returns a :class:`Result`.
 
     ``objective``: an :class:`~featvis.objectives.Objective` or ``"layer:channel"`` /
     ``"layer:channel@x,y"``. ``param`` defaults to ``param.fourier(128)`` with one image per
     ``batch=i`` the objective names; ``transforms`` to ``transforms.standard()``; the optimizer to
-    Adam with ``lr`` (or pass a class, or a factory ``params -> Optimizer``). ``seed``: an int or
-    one int per image; the same seed on the same device gives the same images. ``device=None``
-    picks CUDA when present. ``precision`` ("fp32", "bf16", "fp16") autocasts the model only.
+    Adam with ``lr`` (or pass a class, or a factory ``params -> Optimizer``); ``lr=None`` takes the
+    param's ``default_lr`` (0.005 for a CPPN) or 0.05. ``seed``: an int or one int per image; the
+    same seed on the same device gives the same images. ``device=None`` picks CUDA when present.
+    ``precision`` ("fp32", "bf16", "fp16") autocasts the model only. ``init``: start from this
+    image (tensor, PIL image or array; resized to the param) instead of noise, for feature
+    accentuation; the param defaults to a Fourier image of its size. An RGBA param (``alpha=True``)
+    is seen by the model over a random background each step (over gray for the final values).
 
     >>> result = featvis.render(model, "mixed4a:476", steps=256, seed=0)
     >>> result.save("mixed4a_476.png")
@@ -110,18 +119,30 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     if precision not in _DTYPES:
         raise ValueError(f"precision={precision!r}: expected one of {', '.join(_DTYPES)}")
     model = as_model(model).to(device)
-    param = (fourier(128, batch=objective.batch_size or 1) if param is None else param).to(device)
+    init = None if init is None else image_tensor(init)
+    if param is None and init is None:
+        param = fourier(128, batch=objective.batch_size or 1)
+    elif param is None:
+        param = fourier(init.shape[-1], init.shape[-2], batch=max(objective.batch_size or 1, len(init)))
+    param = param.to(device)
     rng = RandomSource(image_seeds(seed, param.batch), device)
     if seed is not None:
         param.reset(rng)
+    if init is not None:  # after the reset, which would overwrite it
+        param.set_image(fit_images(init.to(device), param))
     transforms = standard() if transforms is None else (compose(transforms) if isinstance(transforms, (list, tuple)) else transforms)
+    lr = lr if lr is not None else (getattr(param, "default_lr", None) or DEFAULT_LR)
     opt = _optimizer(optimizer, param.parameters(), lr)
+    over_background = collapse_alpha()
     wanted, snaps, flags = set(snapshots), {}, []
     autocast = torch.autocast(device.type, dtype=_DTYPES[precision], enabled=precision != "fp32")
 
-    def evaluate(run, image, transform):
+    def score(run, image, transform):
+        seen = image
+        if image.shape[1] == 4:  # RGBA: the model sees RGB over a background
+            seen = over_background(image, rng) if transform else composite(image, GRAY)
         with autocast:
-            acts = run(transform(image, rng) if transform else image)
+            acts = run(transform(seen, rng) if transform else seen)
         acts = {k: v.float() for k, v in acts.items()}
         acts[INPUT] = image
         return objective(acts)  # (B,)
@@ -133,7 +154,7 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
             image = param()
             if step in wanted:
                 snaps[step] = image.detach().float().cpu()
-            values = evaluate(run, image, transforms)
+            values = score(run, image, transforms)
             opt.zero_grad(set_to_none=True)
             (-values.sum()).backward()
             opt.step()
@@ -145,7 +166,7 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
                 bar.set_postfix(objective=f"{values.detach().mean().item():.4g}")
         with torch.no_grad():
             image = param()
-            values = evaluate(run, image, None)
+            values = score(run, image, None)
             _nonfinite_error(objective, [~torch.isfinite(values).all()], steps, values)
     if steps in wanted:
         snaps[steps] = image.detach().float().cpu()
