@@ -69,3 +69,11 @@ def test_layers_listing(tiny):
     info = {l.name: l for l in featvis.layers(tiny, size=16)}
     assert info["conv2"].channels == 12 and info["conv2"].shape == (12, 8, 8)
     assert info["fc"].type == "Linear" and info["fc"].shape == (5,)
+
+
+def test_logits_layer_is_the_model_output(tiny):
+    x = torch.rand(2, 3, 16, 16)
+    acts = featvis.activations(tiny, x, "logits")
+    assert torch.allclose(acts["logits"], featvis.wrap(tiny)(x))
+    from featvis.objectives import class_logit
+    assert torch.allclose(featvis.evaluate(tiny, class_logit(3), x), featvis.wrap(tiny)(x)[:, 3])

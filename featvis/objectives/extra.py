@@ -61,13 +61,13 @@ def alignment(layer: str, decay_ratio: float = 2.0, batch=None) -> Objective:
     return fn
 
 
-def class_logit(n: Index, layer: str = "fc", batch=None) -> Objective:
-    """The logit of class ``n`` at ``layer``, the model's logits (torchvision's ResNets and GoogLeNet
-    call it ``fc``; ConvNeXt ``classifier.2``; see ``featvis layers MODEL``). Like Lucid's
+def class_logit(n: Index, layer: str = "logits", batch=None) -> Objective:
+    """The logit of class ``n``: by default of ``"logits"``, the model's output (any featvis model
+    has it); or of another ``layer`` (``featvis layers MODEL`` lists them). Like Lucid's
     ``class_logit``: the pre-softmax score, which cannot be raised by lowering the other classes.
     ``n`` may be a list, one class per image. A spatial (B, C, H, W) output is averaged over space.
 
-    >>> result = featvis.render(model, class_logit(207, layer="fc"))   # golden retriever
+    >>> result = featvis.render(model, class_logit(207))   # golden retriever
     """
     n, size = _per_image_index(n, "class_logit")
 
