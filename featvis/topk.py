@@ -481,7 +481,7 @@ def examples_sheet(render_dir: PathLike, layer: Optional[str] = None, channels: 
             caps.append(f"{rec['value']:.3g}" if values else "")
         rows.append(row)
         captions.append(caps)
-    col_titles = ["visualization"] + [f"top {i + 1}" for i in range(k)]
+    col_titles = ["optimized"] + [f"top {i + 1}" for i in range(k)]
     return figure(rows, row_titles=[f"{layer}:{c}" for c in chans], col_titles=col_titles,
                   captions=captions if values else None, cell=cell, out=out, **figure_kwargs)
 

@@ -88,7 +88,7 @@ def test_scale_bar_adds_a_band_and_is_length_times_the_drawn_scale():
 def test_png_stores_dpi_and_transparent_background(tmp_path):
     figure(grid(2, 2), dpi=300, out=tmp_path / "f.png")
     with Image.open(tmp_path / "f.png") as im:
-        assert im.info["dpi"] == pytest.approx((300, 300), abs=0.01)
+        assert im.info["dpi"] == pytest.approx((300, 300), abs=0.1)
     image = figure(grid(1, 2), background="transparent", pad=4, out=tmp_path / "t.png")
     with Image.open(tmp_path / "t.png") as im:
         assert im.mode == "RGBA" and im.getpixel((1, 1))[3] == 0 and im.getpixel((10, 10)) == (0, 0, 200, 255)

@@ -151,7 +151,7 @@ def test_examples_sheet_puts_each_visualization_beside_its_crops(folder, tmp_pat
     tk.write_topk(result, out)
     Image.new("RGB", (SIZE, SIZE), (0, 128, 0)).save(out / "pool" / "0.png")  # channel 2 is "not rendered"
     sheet = tk.examples_sheet(out, cell=32, pad=4, out=tmp_path / "sheet.png")
-    layout = figure_layout(2, 4, (32, 32), 4, ["pool:0", "pool:2"], ["visualization", "top 1", "top 2", "top 3"],
+    layout = figure_layout(2, 4, (32, 32), 4, ["pool:0", "pool:2"], ["optimized", "top 1", "top 2", "top 3"],
                            captions=True)
     assert sheet.size == layout.size == Image.open(tmp_path / "sheet.png").size
     x, y = layout.cells[0, 0]
