@@ -20,12 +20,13 @@ def main(argv=None):
     p.add_argument("--images", default=None, help="folder of .jpg/.png images (default: a generated synthetic set)")
     p.add_argument("--channels", default=None, help="LAYER:C1,C2,... (default: mixed4a:476,460,465; curves:0,2,4,6)")
     p.add_argument("--k", type=int, default=6, help="dataset examples per channel (default: 6)")
-    p.add_argument("--image-size", type=int, default=None, help="dataset images are resized to this (default: 224; 96 for handcoded)")
+    p.add_argument("--crop", type=int, default=None, help="crop size in px (default: the unit's receptive field)")
+    p.add_argument("--image-size", type=int, default=None, help="dataset images are resized to this (default: 224; 160 for handcoded)")
     args = p.parse_args(argv)
     model = common.load(args)
     layer, chans = common.unit_list(args.channels or common.default(args, "examples"))
     size = common.size(args)
-    image_size = args.image_size or (96 if args.model == "handcoded" else 224)
+    image_size = args.image_size or (160 if args.model == "handcoded" else 224)
     folder = args.images or common.synthetic_images(args.out / "synthetic_images", size=image_size)
 
     render_dir = args.out / "dataset_examples"
@@ -34,7 +35,7 @@ def main(argv=None):
     for c, image in zip(chans, result.images):  # the render directory layout: <dir>/<layer>/<channel>.png
         featvis.io.save_image(image, render_dir / layer / f"{c}.png")
     found = topk.topk(model, layer, folder, channels=chans, k=args.k, size=image_size, device=args.device,
-                      progress=not args.quiet)
+                      progress=not args.quiet, crop=args.crop)
     topk.write_topk(found, render_dir, model_name=args.model)
     path = common.output(args, "dataset_examples")
     topk.examples_sheet(render_dir, layer, channels=chans, cell=size, dpi=args.dpi, out=path)

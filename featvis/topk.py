@@ -23,7 +23,7 @@ import math
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -306,7 +306,7 @@ def _channel_list(channels, n_channels: int) -> List[int]:
 
 
 def topk(model, layer: str, images, channels=None, k: int = 9, size: int = 224, batch: int = 64,
-         device=None, progress: bool = True, workers: Optional[int] = None,
+         device=None, progress: bool = True, workers: Optional[int] = None, crop: Optional[int] = None,
          report: Optional[Callable[[Path, str], None]] = None) -> TopK:
     """The ``k`` images of a folder that excite each channel of ``layer`` most.
 
@@ -314,7 +314,8 @@ def topk(model, layer: str, images, channels=None, k: int = 9, size: int = 224, 
     resized (shorter side) and centre-cropped to ``size`` px. ``channels``: a list of indices, a
     spec string (``"0-15,20"``) or None for all. A channel's score for an image is its largest
     activation over positions; the position is kept, and the crop is that unit's receptive field
-    (:func:`receptive_field`). Unreadable files are reported (``report(path, reason)``, by default
+    (:func:`receptive_field`), or ``crop`` px square around the unit's centre when given (the
+    full field of a deep layer often covers the whole image). Unreadable files are reported (``report(path, reason)``, by default
     a line on stderr) and skipped. Runs under ``torch.no_grad``; the forward pass stops at
     ``layer``. ``workers``: threads that decode images (default: up to 4).
     """
@@ -324,6 +325,8 @@ def topk(model, layer: str, images, channels=None, k: int = 9, size: int = 224, 
         raise ValueError("topk needs at least one image")
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
+    if crop is not None and crop < 1:
+        raise ValueError(f"crop must be a positive number of pixels, got {crop}")
     device = pick_device(device)
     model = as_model(model).to(device)
     workers = workers or min(4, os.cpu_count() or 1)
@@ -360,6 +363,8 @@ def topk(model, layer: str, images, channels=None, k: int = 9, size: int = 224, 
     if tracker is None:
         raise ValueError(f"none of the {len(paths)} image files could be read (first: {skipped[0][0]}: {skipped[0][1]})")
     rf = receptive_field(model, layer, size, device=device)
+    if crop is not None:
+        rf = replace(rf, extent=(int(crop), int(crop)), method=f"{rf.method}; crop {int(crop)} px as given")
     W = map_size[1]
     positions = torch.stack([tracker.positions // W, tracker.positions % W], -1)  # (C', k, 2) as (y, x)
     return TopK(layer, list(chosen), k, size, root if root is not None else Path("."), paths, tracker.values,
@@ -500,6 +505,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default="out", metavar="DIR", help="render directory to write crops and manifest.json into (default: out)")
     parser.add_argument("--weights", default="default", help="'default' (pretrained), 'none' (random) or a state-dict path")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
+    parser.add_argument("--crop", type=int, default=None, metavar="PX",
+                        help="crop PX px around each maximum (default: the unit's measured receptive field)")
     parser.add_argument("--workers", type=int, default=None, help="threads decoding images (default: up to 4)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -512,7 +519,8 @@ def run(args) -> int:
     try:
         model = load_model(args.model, weights=weights, device=args.device)
         result = topk(model, args.layer, args.images, channels=args.channels, k=args.k, size=args.size,
-                      batch=args.batch, device=args.device, progress=not args.quiet, workers=args.workers)
+                      batch=args.batch, device=args.device, progress=not args.quiet, workers=args.workers,
+                      crop=args.crop)
         manifest = write_topk(result, args.out, model_name=args.model)
     except (KeyError, ValueError, IndexError, FileNotFoundError) as e:
         print(f"featvis topk: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)

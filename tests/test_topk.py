@@ -174,3 +174,12 @@ def test_cli_run(folder, tmp_path, capsys):
     args.layer = "nope"
     assert tk.run(args) == 2
     assert "no layer 'nope'" in capsys.readouterr().err
+
+
+def test_crop_overrides_the_receptive_field(folder):
+    result = tk.topk(colour_net(), "pool", folder, channels=[0], k=1, size=SIZE, crop=4, device="cpu",
+                     progress=False, report=lambda *a: None)
+    left, top, right, bottom = result.entries(0)[0]["box"]
+    assert (right - left, bottom - top) == (4, 4) and 10 <= left and right <= 20 and 30 <= top and bottom <= 40
+    with pytest.raises(ValueError, match="crop"):
+        tk.topk(colour_net(), "pool", folder, crop=0, device="cpu", progress=False, report=lambda *a: None)
