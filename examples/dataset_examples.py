@@ -21,7 +21,8 @@ def main(argv=None):
     p.add_argument("--channels", default=None, help="LAYER:C1,C2,... (default: mixed4a:476,460,465; curves:0,2,4,6)")
     p.add_argument("--k", type=int, default=6, help="dataset examples per channel (default: 6)")
     p.add_argument("--crop", type=int, default=None, help="crop size in px (default: the unit's receptive field)")
-    p.add_argument("--image-size", type=int, default=None, help="dataset images are resized to this (default: 224; 160 for handcoded)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="dataset images are resized to this (default: 224; 160 for handcoded)")
     args = p.parse_args(argv)
     model = common.load(args)
     layer, chans = common.unit_list(args.channels or common.default(args, "examples"))

@@ -75,7 +75,9 @@ def load_spec(path) -> dict:
         if key not in spec:
             raise ValueError(f"{path}: missing {key!r}")
     rows = spec["rows"]
-    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) and isinstance(r.get("cells"), list) for r in rows):
+    well_formed = isinstance(rows, list) and rows and all(isinstance(r, dict) and isinstance(r.get("cells"), list)
+                                                          for r in rows)
+    if not well_formed:
         raise ValueError(f"{path}: 'rows' must be a non-empty list of {{\"title\": ..., \"cells\": [...]}}")
     return spec
 

@@ -75,7 +75,10 @@ def _try_load(path: Path, size: int):
         return None, f"{type(e).__name__}: {e}"
 
 
-def _batches(paths: Sequence[Path], size: int, batch: int, workers: int) -> Iterator[Tuple[List[int], Optional[torch.Tensor], List[Tuple[int, str]]]]:
+Chunk = Tuple[List[int], Optional[torch.Tensor], List[Tuple[int, str]]]
+
+
+def _batches(paths: Sequence[Path], size: int, batch: int, workers: int) -> Iterator[Chunk]:
     """Yield ``(indices, images (n,3,S,S) or None, [(index, error), ...])`` per chunk of ``batch``
     files. Decoding runs in threads, one chunk ahead: at most two chunks are in memory."""
     def collect(start, futures):
@@ -173,7 +176,8 @@ class ReceptiveField:
 
 
 def _whole_image(size: int, map_size=(1, 1)) -> ReceptiveField:
-    return ReceptiveField(size, tuple(map_size), (size, size), (float(size), float(size)), (size / 2, size / 2), "whole image")
+    return ReceptiveField(size, tuple(map_size), (size, size), (float(size), float(size)), (size / 2, size / 2),
+                          "whole image")
 
 
 def _bbox(support: torch.Tensor):
@@ -315,9 +319,10 @@ def topk(model, layer: str, images, channels=None, k: int = 9, size: int = 224, 
     spec string (``"0-15,20"``) or None for all. A channel's score for an image is its largest
     activation over positions; the position is kept, and the crop is that unit's receptive field
     (:func:`receptive_field`), or ``crop`` px square around the unit's centre when given (the
-    full field of a deep layer often covers the whole image). Unreadable files are reported (``report(path, reason)``, by default
-    a line on stderr) and skipped. Runs under ``torch.no_grad``; the forward pass stops at
-    ``layer``. ``workers``: threads that decode images (default: up to 4).
+    full field of a deep layer often covers the whole image). Unreadable files are reported
+    (``report(path, reason)``, by default a line on stderr) and skipped. Runs under
+    ``torch.no_grad``; the forward pass stops at ``layer``. ``workers``: threads that decode
+    images (default: up to 4).
     """
     root = Path(images) if isinstance(images, (str, os.PathLike)) else None
     paths = find_images(root) if root is not None else [Path(p) for p in images]
@@ -348,7 +353,8 @@ def topk(model, layer: str, images, channels=None, k: int = 9, size: int = 224, 
             if batch_images is not None:
                 acts = run(batch_images.to(device))[layer]
                 if acts.dim() not in (2, 4):
-                    raise ValueError(f"layer {layer!r} gives outputs of shape {tuple(acts.shape)}; topk needs (B, C, H, W) or (B, C)")
+                    raise ValueError(f"layer {layer!r} gives outputs of shape {tuple(acts.shape)}; "
+                                     "topk needs (B, C, H, W) or (B, C)")
                 if tracker is None:
                     chosen = _channel_list(channels, acts.shape[1])
                     tracker = RunningTopK(len(chosen), k)
@@ -464,7 +470,8 @@ def examples_sheet(render_dir: PathLike, layer: Optional[str] = None, channels: 
     render_dir = Path(render_dir)
     records = read_manifest(render_dir).get("topk", {})
     if not records:
-        raise ValueError(f"{render_dir / MANIFEST} has no top-k records; run first: featvis topk MODEL LAYER --images DIR --out {render_dir}")
+        raise ValueError(f"{render_dir / MANIFEST} has no top-k records; run first: "
+                         f"featvis topk MODEL LAYER --images DIR --out {render_dir}")
     if layer is None:
         if len(records) > 1:
             raise ValueError(f"{render_dir} has top-k records for several layers ({', '.join(records)}); name one")
@@ -500,9 +507,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--images", required=True, metavar="DIR", help="folder of .jpg/.png images, searched at any depth")
     parser.add_argument("--channels", default="all", metavar="SPEC", help="channels, e.g. '0-15,20' (default: all)")
     parser.add_argument("--k", type=int, default=9, help="images kept per channel (default: 9)")
-    parser.add_argument("--size", type=int, default=224, help="images are resized and centre-cropped to SIZE px (default: 224)")
+    parser.add_argument("--size", type=int, default=224,
+                        help="images are resized and centre-cropped to SIZE px (default: 224)")
     parser.add_argument("--batch", type=int, default=64, help="images per forward pass (default: 64)")
-    parser.add_argument("--out", default="out", metavar="DIR", help="render directory to write crops and manifest.json into (default: out)")
+    parser.add_argument("--out", default="out", metavar="DIR",
+                        help="render directory to write crops and manifest.json into (default: out)")
     parser.add_argument("--weights", default="default", help="'default' (pretrained), 'none' (random) or a state-dict path")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
     parser.add_argument("--crop", type=int, default=None, metavar="PX",
