@@ -24,6 +24,12 @@ def to_pil(images: torch.Tensor) -> List[Image.Image]:
     return [Image.fromarray(a[..., 0] if mode == "L" else a, mode) for a in arr]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: PathLike, write) -> Path:
     """Call ``write(tmp_path)`` then rename the temporary file to ``path``.
 
@@ -34,6 +40,7 @@ def atomic_write(path: PathLike, write) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it the mode open() would
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -9,7 +9,7 @@ import featvis
 from featvis import figure_spec as fs
 from featvis.io import figure_layout
 
-from test_topk import colour_net
+from .test_topk import colour_net
 
 featvis.models.register("colour_net_for_spec_tests", "test model")(lambda weights=None: colour_net())
 

@@ -130,3 +130,15 @@ def test_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="too small"):
         figure(grid(1, 1), row_titles=["a long row title"], dpi=10, size_in=(0.1, 0.1))
     assert not list(tmp_path.iterdir())
+
+
+def test_atomic_write_gives_files_the_usual_mode(tmp_path):
+    import os
+    from featvis.io import atomic_write
+    mask = os.umask(0o022)
+    try:
+        p = atomic_write(tmp_path / "a.txt", lambda tmp: open(tmp, "w").write("x"))
+    finally:
+        os.umask(mask)
+    assert p.stat().st_mode & 0o777 == 0o644
+    assert [f.name for f in tmp_path.iterdir()] == ["a.txt"]
