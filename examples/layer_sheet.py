@@ -2,16 +2,16 @@
 
 The overview Microscope and the Distill appendices give for a layer: one visualization per
 channel, rendered in batches (image i maximizes channel i of the batch), labelled with its index.
-InceptionV1's mixed3a has 256 channels, so on a CPU start with ``--channels 0-31``.
+InceptionV1's mixed3a has 256 channels, so on a CPU start with ``--channels 0:32``.
 
-    python examples/layer_sheet.py [--layer mixed3a] [--channels 0-63] [--batch 64]
+    python examples/layer_sheet.py [--layer mixed3a] [--channels 0:64] [--batch 64]
     python examples/layer_sheet.py --model handcoded --steps 128      # the 12 edge detectors
 """
 import math
 
 import featvis
 from featvis.objectives import channel
-from featvis.topk import parse_channels
+from featvis.batch import parse_channels
 
 import _common as common
 
@@ -19,7 +19,7 @@ import _common as common
 def main(argv=None):
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--layer", default=None, help="layer to show (default: mixed3a; edges for handcoded)")
-    p.add_argument("--channels", default="all", help="channels, e.g. '0-31' (default: all)")
+    p.add_argument("--channels", default="all", help="channels: all (default), 0:32, 3,17 or 0:8,476")
     p.add_argument("--batch", type=int, default=64, help="channels rendered at once (default: 64)")
     p.add_argument("--cols", type=int, default=None, help="columns of the sheet (default: about square)")
     args = p.parse_args(argv)

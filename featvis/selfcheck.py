@@ -119,20 +119,21 @@ def format_table(rows: List[dict]) -> str:
     return "\n".join(lines + ["", legend])
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """Command line: render, print the table, return 0 if every unit passed, 1 otherwise."""
-    parser = argparse.ArgumentParser(
-        prog="featvis selfcheck",
-        description="Render every unit of the hand-coded model and check that featvis recovers the "
-                    "orientation (within 15 degrees) and curvature each unit was built for.")
+def add_arguments(parser) -> None:
+    """Arguments of ``featvis selfcheck`` (an ``argparse`` (sub)parser)."""
     parser.add_argument("--steps", type=int, default=STEPS, help=f"optimization steps per layer (default {STEPS})")
     parser.add_argument("--size", type=int, default=SIZE, help=f"image size in px (default {SIZE})")
     parser.add_argument("--seed", type=int, default=SEED, help=f"random seed (default {SEED})")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
+
+
+def run_args(args) -> int:
+    """Render, print the table; 0 if every unit passed, 1 otherwise, 2 for bad options."""
     if args.steps < 1 or args.size < 32:
-        parser.error(f"--steps must be >= 1 and --size >= 32 (the curve units span 26 px); got {args.steps}, {args.size}")
+        print(f"featvis selfcheck: error: --steps must be >= 1 and --size >= 32 (the curve units span 26 px); "
+              f"got {args.steps}, {args.size}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
     rows, ok = run(steps=args.steps, device=args.device, progress=not args.quiet, size=args.size, seed=args.seed)
     print(format_table(rows))
@@ -141,6 +142,16 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"(orientation error <= {MAX_ORIENTATION_ERROR:g} deg; curves: bend error <= {MAX_BEND_ERROR:g} deg "
           f"and bend strength >= {MIN_BEND_STRENGTH:g})" + (f"; failed: {', '.join(bad)}" if bad else ""))
     return 0 if ok else 1
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Command line (``featvis selfcheck`` or ``python -m featvis.selfcheck``); returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="featvis selfcheck",
+        description="Render every unit of the hand-coded model and check that featvis recovers the "
+                    "orientation (within 15 degrees) and curvature each unit was built for.")
+    add_arguments(parser)
+    return run_args(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -277,35 +277,14 @@ class TopK:
         return out
 
 
-def parse_channels(spec: Optional[str], n_channels: int) -> List[int]:
-    """``"all"`` (or None), ``"476"``, ``"0-15,20,31"`` -> channel indices, checked against the layer."""
-    if spec is None or str(spec).strip().lower() in ("", "all"):
-        return list(range(n_channels))
-    out: List[int] = []
-    for part in str(spec).split(","):
-        part = part.strip()
-        try:
-            if "-" in part:
-                a, b = (int(v) for v in part.split("-", 1))
-                if b < a:
-                    raise ValueError
-                out.extend(range(a, b + 1))
-            else:
-                out.append(int(part))
-        except ValueError:
-            raise ValueError(f"--channels {spec!r}: expected 'all', or numbers and ranges like '0-15,20'") from None
-    bad = [c for c in out if not 0 <= c < n_channels]
-    if bad:
-        raise IndexError(f"channel {bad[0]} is out of range: the layer has {n_channels} channels (0..{n_channels - 1})")
-    return list(dict.fromkeys(out))
-
-
 def _channel_list(channels, n_channels: int) -> List[int]:
+    """``None``/``"all"``, a SPEC string (``0:64``, ``3,17,476``; as ``featvis render``), or ints."""
+    from .batch import parse_channels
     if channels is None or isinstance(channels, str):
-        return parse_channels(channels, n_channels)
+        return parse_channels(channels or "all", n_channels)
     chosen = [int(channels)] if isinstance(channels, int) else [int(c) for c in channels]
     if not chosen:
-        raise ValueError("channels is empty; give channel indices, a spec like '0-15,20', or None for all")
+        raise ValueError("channels is empty; give channel indices, a spec like '0:16,20', or None for all")
     return parse_channels(",".join(map(str, chosen)), n_channels)
 
 
@@ -316,7 +295,7 @@ def topk(model, layer: str, images, channels=None, k: int = 9, size: int = 224, 
 
     ``images``: a folder (searched at any depth for .jpg/.jpeg/.png) or a list of files; each is
     resized (shorter side) and centre-cropped to ``size`` px. ``channels``: a list of indices, a
-    spec string (``"0-15,20"``) or None for all. A channel's score for an image is its largest
+    spec string (``"0:16,20"``, as featvis render) or None for all. A channel's score for an image is its largest
     activation over positions; the position is kept, and the crop is that unit's receptive field
     (:func:`receptive_field`), or ``crop`` px square around the unit's centre when given (the
     full field of a deep layer often covers the whole image). Unreadable files are reported
@@ -505,14 +484,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("model", help="model name (see: featvis models)")
     parser.add_argument("layer", help="layer name (see: featvis layers MODEL)")
     parser.add_argument("--images", required=True, metavar="DIR", help="folder of .jpg/.png images, searched at any depth")
-    parser.add_argument("--channels", default="all", metavar="SPEC", help="channels, e.g. '0-15,20' (default: all)")
+    parser.add_argument("--channels", default="all", metavar="SPEC",
+                        help="all (default), a range 0:64, a list 3,17,476, or a mix 0:8,476")
     parser.add_argument("--k", type=int, default=9, help="images kept per channel (default: 9)")
     parser.add_argument("--size", type=int, default=224,
                         help="images are resized and centre-cropped to SIZE px (default: 224)")
     parser.add_argument("--batch", type=int, default=64, help="images per forward pass (default: 64)")
-    parser.add_argument("--out", default="out", metavar="DIR",
-                        help="render directory to write crops and manifest.json into (default: out)")
-    parser.add_argument("--weights", default="default", help="'default' (pretrained), 'none' (random) or a state-dict path")
+    parser.add_argument("--out", default="renders", metavar="DIR",
+                        help="render directory to write crops and manifest.json into (default: renders, as featvis render)")
+    parser.add_argument("--weights", default="default", metavar="default|none|PATH",
+                        help="pretrained weights (default), random init (none), or a state dict file")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
     parser.add_argument("--crop", type=int, default=None, metavar="PX",
                         help="crop PX px around each maximum (default: the unit's measured receptive field)")
@@ -522,11 +503,10 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     """Run ``featvis topk`` from parsed arguments; 0 on success, 2 on a user error (message on stderr)."""
-    from .models import load_model
+    from .batch import open_model
 
-    weights = None if str(args.weights).lower() == "none" else args.weights
     try:
-        model = load_model(args.model, weights=weights, device=args.device)
+        model = open_model(args.model, args.weights, pick_device(args.device))
         result = topk(model, args.layer, args.images, channels=args.channels, k=args.k, size=args.size,
                       batch=args.batch, device=args.device, progress=not args.quiet, workers=args.workers,
                       crop=args.crop)

@@ -116,13 +116,14 @@ def test_receptive_field_of_known_layers():
     assert rf.box(0, 0) == (0, 0, 17, 17) and rf.box(5, 5) == (15, 15, 32, 32)
 
 
-def test_parse_channels():
-    assert tk.parse_channels("all", 4) == [0, 1, 2, 3]
-    assert tk.parse_channels("0-2,7,1", 8) == [0, 1, 2, 7]
-    with pytest.raises(IndexError, match="out of range"):
-        tk.parse_channels("9", 8)
+def test_channel_specs_use_the_render_syntax():
+    assert tk._channel_list(None, 4) == [0, 1, 2, 3]
+    assert tk._channel_list("0:3,7,1", 8) == [0, 1, 2, 7]
+    assert tk._channel_list([5, 2], 8) == [2, 5]
+    with pytest.raises(ValueError, match="out of range"):
+        tk._channel_list("9", 8)
     with pytest.raises(ValueError, match="expected"):
-        tk.parse_channels("x", 8)
+        tk._channel_list("x", 8)
 
 
 def test_write_topk_keeps_other_manifest_keys_and_writes_crops(folder, tmp_path):
