@@ -4,12 +4,13 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 PathLike = Union[str, os.PathLike]
 
@@ -54,13 +55,8 @@ def atomic_write(path: PathLike, write) -> Path:
 
 # --------------------------------------------------------------------------------------------------
 # Figures for papers: a labelled grid of images, written as PNG (DPI stored) or a one-page PDF at
-# a stated physical size. Imports are local to this block so that it stays self-contained.
+# a stated physical size.
 # --------------------------------------------------------------------------------------------------
-import math  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Dict, Optional, Sequence, Tuple  # noqa: E402
-
-from PIL import ImageDraw, ImageFont  # noqa: E402
 
 #: Text height in pixels at the figure's own resolution (Pillow's built-in font, scalable since 10.1).
 FONT_SIZE = 14

@@ -1,6 +1,10 @@
+from collections import OrderedDict
+
 import pytest
 import torch
 from torch import nn
+
+import featvis
 
 torch.set_num_threads(1)  # small ops: threads cost more than they give, and CI has 2 cores
 
@@ -31,3 +35,14 @@ class Tiny(nn.Module):
 def tiny():
     torch.manual_seed(0)
     return Tiny().eval()
+
+
+def tiny_model():
+    """A 2-conv net with logits as a featvis model on the raw [0,1] image (seeded weights)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(3, 8, 3, padding=1)), ("relu1", nn.ReLU()),
+        ("conv2", nn.Conv2d(8, 16, 3, stride=2, padding=1)), ("relu2", nn.ReLU()),
+        ("pool", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(16, 10)),
+    ]))
+    return featvis.wrap(net, normalize=None)

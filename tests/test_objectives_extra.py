@@ -9,21 +9,13 @@ from torch import nn
 
 import featvis
 from featvis import param as P
+
+from .conftest import tiny_model
 from featvis import recipes
 from featvis.objectives import (INPUT, activation_weighted, alignment, alpha_mean, blur_input_each_step, channel,
                                 channel_interpolate, class_logit, direction_cossim, l1, l2, neuron,
                                 neuron_interaction)
 from featvis.transforms import blur, box_blur, identity
-
-
-def tiny_model():
-    torch.manual_seed(0)
-    net = nn.Sequential(OrderedDict([
-        ("conv1", nn.Conv2d(3, 8, 3, padding=1)), ("relu1", nn.ReLU()),
-        ("conv2", nn.Conv2d(8, 16, 3, stride=2, padding=1)), ("relu2", nn.ReLU()),
-        ("pool", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(16, 10)),
-    ]))
-    return featvis.wrap(net, normalize=None)
 
 
 @pytest.fixture(scope="module")

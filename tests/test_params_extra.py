@@ -1,27 +1,17 @@
 """CPPN, RGBA and shared Fourier images, the Laplacian pyramid, and starting from an image."""
-from collections import OrderedDict
 
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import nn
 
 import featvis
 from featvis import param as P
+
+from .conftest import tiny_model
 from featvis.objectives import channel, l2
 from featvis.rng import RandomSource
 from featvis.transforms import identity
-
-
-def tiny_model():
-    torch.manual_seed(0)
-    net = nn.Sequential(OrderedDict([
-        ("conv1", nn.Conv2d(3, 8, 3, padding=1)), ("relu1", nn.ReLU()),
-        ("conv2", nn.Conv2d(8, 16, 3, stride=2, padding=1)), ("relu2", nn.ReLU()),
-        ("pool", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(16, 10)),
-    ]))
-    return featvis.wrap(net, normalize=None)
 
 
 def run(model, obj, param, steps, **kw):
