@@ -76,12 +76,14 @@ def _layers(args) -> int:
         table = layers(model, args.size)
     except RuntimeError as e:
         raise UsageError(f"cannot run {args.model} at --size {args.size} ({str(e).splitlines()[0][:200]}); try a larger --size") from e
-    rows = [(li.name, li.type, "-" if li.channels is None else str(li.channels),
+    rows = [(("* " if li.block else "  ") + li.name, li.type, "-" if li.channels is None else str(li.channels),
              "-" if li.shape is None else "x".join(map(str, li.shape))) for li in table]
-    head = ("layer", "type", "channels", f"shape at {args.size}px")
+    head = ("  layer", "type", "channels", f"shape at {args.size}px")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(3)]
     for r in [head] + rows:
         print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}")
+    if any(li.block for li in table):
+        print("\n* a block output (a residual, ConvNeXt or inception block, or a conv stage): the usual layers to visualize")
     return 0
 
 

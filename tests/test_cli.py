@@ -319,3 +319,11 @@ def test_selfcheck_and_figure_are_commands(capsys):
     assert main(["selfcheck", "--steps", "0"]) == 2
     assert "--steps must be >= 1" in capsys.readouterr().err
     assert main(["figure", "no_such_spec.json"]) == 2
+
+
+def test_layers_marks_block_outputs(capsys):
+    assert main(["layers", "resnet18", "--size", "64"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "* layer3.1               BasicBlock              256  256x4x4" in out
+    assert any(line.startswith("  layer3.1.conv1 ") for line in out)
+    assert out[-1].startswith("* a block output")
