@@ -10,9 +10,9 @@ __version__ = "0.1.0"
 from . import objectives, param, transforms  # noqa: E402
 from .hooks import activations, capture  # noqa: E402
 from .models import FeatvisModel, layers, list_models, load_model, wrap  # noqa: E402
-from .render import Result, auto_batch, render  # noqa: E402
+from .render import Result, auto_batch, evaluate, render  # noqa: E402
 
 __all__ = [
-    "render", "Result", "auto_batch", "load_model", "list_models", "wrap", "layers", "activations", "capture",
+    "render", "evaluate", "auto_batch", "Result", "load_model", "list_models", "wrap", "layers", "activations", "capture",
     "objectives", "param", "transforms", "FeatvisModel", "__version__",
 ]

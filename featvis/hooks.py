@@ -13,6 +13,8 @@ from typing import Dict, Iterable, Iterator, Mapping
 import torch
 from torch import nn
 
+from .errors import NotFound
+
 #: The pseudo-layer that names the image itself (the param's output, before transforms).
 INPUT = "input"
 
@@ -47,7 +49,7 @@ def resolve(model: nn.Module, names: Iterable[str]) -> Dict[str, nn.Module]:
             close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
             hint = f"; close matches: {', '.join(close)}" if close else ""
             mname = model_name(model)
-            raise KeyError(
+            raise NotFound(
                 f"no layer {name!r} in {mname}{hint} "
                 f"(see: featvis layers {mname}, or featvis.layers(model) in Python)"
             )

@@ -4,29 +4,33 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Union
+from typing import Dict, Iterable, List, Optional, Union
 
 import torch
 from tqdm.auto import tqdm
 
 from .accel import check_precision, model_runner
-from .hooks import INPUT
+from .hooks import INPUT, capture
 from .io import save_image, to_pil
 from .models import as_model, pick_device
 from .models.redirect import relu_redirection
 from .objectives import Objective, as_objective
-from .param import fourier
+from .param import fit_images, fourier, image_tensor
 from .rng import RandomSource, image_seeds
 from .transforms import compose, standard
+from .transforms.alpha import GRAY, collapse_alpha, composite
 
 #: Loss values are read back (a host-device sync on CUDA) only this often.
 CHECK_EVERY = 16
+#: Adam's learning rate when neither ``lr`` nor the param's ``default_lr`` says otherwise.
+DEFAULT_LR = 0.05
 
 
 @dataclass
 class Result:
-    """What :func:`render` returns. ``images``: float32 (B,3,H,W) in [0,1] on the CPU; ``values``:
-    (B,) the objective of each final image (untransformed); ``snapshots``: {step: images}."""
+    """What :func:`render` returns. ``images``: float32 (B,3,H,W) in [0,1] on the CPU ((B,4,H,W)
+    RGBA for a param with alpha); ``values``: (B,) the objective of each final image (untransformed;
+    RGBA over gray); ``snapshots``: {step: images}."""
 
     images: torch.Tensor
     values: torch.Tensor
@@ -80,17 +84,34 @@ def _nonfinite_error(objective, flags, first_step, values):
             "returned. Lower the learning rate, or add a penalty that keeps the image bounded.")
 
 
-def render(model, objective, param=None, transforms=None, steps: int = 512, lr: float = 0.05,
+def evaluate(model, objective, images: torch.Tensor) -> torch.Tensor:
+    """The objective's value (B,) for [0,1] ``images``, without transforms or gradients."""
+    objective, model = as_objective(objective), as_model(model)
+    device = next(iter(model.parameters()), images).device
+    images = images.to(device)
+    seen = composite(images, GRAY) if images.shape[1] == 4 else images  # RGBA: over gray
+    with torch.no_grad(), frozen(model), capture(model, objective.layers) as run:
+        acts = run(seen)
+        acts[INPUT] = images
+        return objective(acts).float().cpu()
+
+
+def render(model, objective, param=None, transforms=None, steps: int = 512, lr: Optional[float] = None,
            optimizer=None, seed=None, device=None, progress: bool = True,
-           snapshots: Iterable[int] = (), precision: str = "fp32", compile: Union[bool, str] = False) -> Result:
+           snapshots: Iterable[int] = (), precision: str = "fp32", init=None,
+           compile: Union[bool, str] = False) -> Result:
     """Optimize images so that ``objective`` is as large as possible; returns a :class:`Result`.
 
     ``objective``: an :class:`~featvis.objectives.Objective` or ``"layer:channel"`` /
     ``"layer:channel@x,y"``. ``param`` defaults to ``param.fourier(128)`` with one image per
     ``batch=i`` the objective names; ``transforms`` to ``transforms.standard()``; the optimizer to
-    Adam with ``lr`` (or pass a class, or a factory ``params -> Optimizer``). ``seed``: an int or
-    one int per image; the same seed on the same device gives the same images. ``device=None``
-    picks CUDA when present. ``precision`` ("fp32", "bf16", "fp16") autocasts the model only.
+    Adam with ``lr`` (or pass a class, or a factory ``params -> Optimizer``); ``lr=None`` takes the
+    param's ``default_lr`` (0.005 for a CPPN) or 0.05. ``seed``: an int or one int per image; the
+    same seed on the same device gives the same images. ``device=None`` picks CUDA when present.
+    ``precision`` ("fp32", "bf16", "fp16") autocasts the model only. ``init``: start from this
+    image (tensor, PIL image or array; resized to the param) instead of noise, for feature
+    accentuation; the param defaults to a Fourier image of its size. An RGBA param (``alpha=True``)
+    is seen by the model over a random background each step (over gray for the final values).
     ``compile=True`` runs the model through ``torch.compile`` (or name a backend), falling back to
     the plain model with a warning if compilation fails (see :mod:`featvis.accel`): on 2 CPU cores
     InceptionV1 steps take 0.55-0.7x the time, after about a minute of compiling per layer and
@@ -102,13 +123,29 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     objective, device = as_objective(objective), pick_device(device)
     check_precision(precision)
     model = as_model(model).to(device)
-    param = (fourier(128, batch=objective.batch_size or 1) if param is None else param).to(device)
+    init = None if init is None else image_tensor(init)
+    if param is None and init is None:
+        param = fourier(128, batch=objective.batch_size or 1)
+    elif param is None:
+        param = fourier(init.shape[-1], init.shape[-2], batch=max(objective.batch_size or 1, len(init)))
+    param = param.to(device)
     rng = RandomSource(image_seeds(seed, param.batch), device)
     if seed is not None:
         param.reset(rng)
+    if init is not None:  # after the reset, which would overwrite it
+        param.set_image(fit_images(init.to(device), param))
     transforms = standard() if transforms is None else (compose(transforms) if isinstance(transforms, (list, tuple)) else transforms)
+    lr = lr if lr is not None else (getattr(param, "default_lr", None) or DEFAULT_LR)
     opt = _optimizer(optimizer, param.parameters(), lr)
+    over_background = collapse_alpha()
     wanted, snaps, flags = set(snapshots), {}, []
+
+    def score(run, image, transform):
+        seen = image
+        if image.shape[1] == 4:  # RGBA: the model sees RGB over a background
+            seen = over_background(image, rng) if transform else composite(image, GRAY)
+        acts = run(transform(seen, rng)) if transform else run.plain(seen)
+        return objective({**acts, INPUT: image})  # (B,)
 
     with frozen(model), relu_redirection(model) as redirect, \
             model_runner(model, objective.layers, device, precision, compile) as run, \
@@ -118,7 +155,7 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
             image = param()
             if step in wanted:
                 snaps[step] = image.detach().float().cpu()
-            values = objective({**run(transforms(image, rng)), INPUT: image})  # (B,)
+            values = score(run, image, transforms)
             opt.zero_grad(set_to_none=True)
             (-values.sum()).backward()
             opt.step()
@@ -130,7 +167,7 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
                 bar.set_postfix(objective=f"{values.detach().mean().item():.4g}")
         with torch.no_grad():
             image = param()
-            values = objective({**run.plain(image), INPUT: image})
+            values = score(run, image, None)
             _nonfinite_error(objective, [~torch.isfinite(values).all()], steps, values)
     if steps in wanted:
         snaps[steps] = image.detach().float().cpu()
@@ -138,36 +175,41 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
 
 
 #: ``auto_batch`` on the CPU: the time per image falls little with the batch (InceptionV1 mixed4a at
-#: 224 px on 2 cores: a batch of 16 takes about 0.8x the time of 16 single renders) while memory
-#: grows linearly (about 1 GB above the loaded model at batch 16), so a fixed moderate batch.
-CPU_BATCH = 16
+#: 224 px on 2 cores: 0.091 s per step for one image, 1.24 s for 16, i.e. 0.85x per image) while
+#: memory grows linearly (about 1 GB above the loaded model at batch 16), so a small batch (the
+#: CLI's choice too).
+CPU_BATCH = 8
 #: ``auto_batch`` on CUDA: the share of the free memory to fill, leaving room for the allocator's
 #: fragmentation and for other tensors.
 CUDA_HEADROOM = 0.8
 
 
-def auto_batch(model, layer: str, size: int = 128, device=None, max_batch: int = 256) -> int:
-    """How many images to render as one batch for ``--batch auto``: ``layer``'s channels at
-    ``size`` px with the default Fourier image and transforms.
+def auto_batch(model, layer: str, size: int = 128, device=None, max_batch: int = 256,
+               param=None, objective=None) -> int:
+    """How many images to render as one batch (``--batch auto``): ``layer``'s channels at ``size``
+    px with the default transforms.
 
     On CUDA, from memory: one trial step at batch 1 and one at batch 2 give the fixed and the
     per-image peak memory (peak memory grows linearly in the batch), and the batch fills
-    ``CUDA_HEADROOM`` of the memory free at that moment. On the CPU, where the time per image
-    barely falls beyond a few images, :data:`CPU_BATCH`. Always between 1 and ``max_batch``.
+    :data:`CUDA_HEADROOM` of the memory free at that moment. On the CPU, where the time per image
+    barely falls with the batch, :data:`CPU_BATCH`. Always between 1 and ``max_batch``.
+    ``param(n)`` and ``objective(n)`` make the trial's param and objective for n images (default:
+    a Fourier image of ``size`` px, channel 0 of ``layer``).
     """
     device = pick_device(device)
     if device.type != "cuda":
         return max(1, min(CPU_BATCH, max_batch))
     from .objectives import channel
+    param = param or (lambda n: fourier(size, batch=n))
+    objective = objective or (lambda n: channel(layer, [0] * n))
     model = as_model(model).to(device)
     peaks = {}
-    for b in (1, 2):
+    for n in (1, 2):
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         start = torch.cuda.memory_allocated(device)
-        render(model, channel(layer, [0] * b), param=fourier(size, batch=b), steps=1, seed=0,
-               device=device, progress=False)
-        peaks[b] = torch.cuda.max_memory_allocated(device) - start
+        render(model, objective(n), param=param(n), steps=1, seed=0, device=device, progress=False)
+        peaks[n] = torch.cuda.max_memory_allocated(device) - start
     free, _ = torch.cuda.mem_get_info(device)
     free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)  # cached by torch, reusable
     return batch_for_memory(free * CUDA_HEADROOM, peaks[1], peaks[2], max_batch)

@@ -11,7 +11,7 @@ logits ``softmax2_pre_activation_matmul``.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -176,7 +176,7 @@ class InceptionV1Model(FeatvisModel):
 
     redirect_steps = 16
 
-    def __init__(self, net: InceptionV1 = None):
+    def __init__(self, net: Optional[InceptionV1] = None):
         super().__init__(InceptionV1() if net is None else net, normalize=None, name="inceptionv1")
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from ..errors import NotFound
+
 from .wrap import FeatvisModel
 
 
@@ -56,7 +58,7 @@ def load_model(name: str, weights: Optional[str] = "default", device=None) -> Fe
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
         hint = f"; close matches: {', '.join(close)}" if close else ""
-        raise KeyError(f"no model {name!r}{hint} (see: featvis models, or featvis.list_models())")
+        raise NotFound(f"no model {name!r}{hint} (see: featvis models, or featvis.list_models())")
     model = _REGISTRY[name].build(weights)
     model.name = name
     model.eval()

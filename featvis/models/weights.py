@@ -133,7 +133,7 @@ def read_state_dict(path, name: str, cached: bool = False) -> StateDict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, not a pickle, foreign objects: all mean "not a usable file"
-        fix = (f"delete it to download it again" if cached
+        fix = ("delete it to download it again" if cached
                else "check that it is a complete file written by torch.save(model.state_dict(), PATH)")
         raise WeightsError(f"could not read {path} as a PyTorch state dict for {name} ({type(e).__name__}: "
                            f"{str(e).splitlines()[0] if str(e) else ''}); {fix}") from e

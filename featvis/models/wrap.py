@@ -10,6 +10,9 @@ from torch import nn
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+#: The layer name of a wrapped model's output (the whole net's forward), for ``class_logit``.
+LOGITS = "logits"
+
 
 class FeatvisModel(nn.Module):
     """A module that takes float images (B,3,H,W) in [0,1] and normalizes them for ``net``.
@@ -41,8 +44,10 @@ class FeatvisModel(nn.Module):
             self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
     def named_layers(self) -> Dict[str, nn.Module]:
-        """Hookable modules by name (``net``'s module paths)."""
-        return {name: m for name, m in self.net.named_modules() if name}
+        """Hookable modules by name (``net``'s module paths), plus ``"logits"``: ``net``'s output."""
+        table = {name: m for name, m in self.net.named_modules() if name}
+        table.setdefault(LOGITS, self.net)  # a module of net's own called "logits" wins
+        return table
 
     def block_layers(self) -> List[str]:
         """Names of the layers that are whole blocks (residual, ConvNeXt or inception blocks): the
@@ -67,7 +72,7 @@ class FeatvisModel(nn.Module):
 
 
 def _block_types() -> tuple:
-    """torchvision's block classes (imported here, not at module load, to keep import light)."""
+    """torchvision's residual, ConvNeXt and inception block classes."""
     from torchvision.models.convnext import CNBlock
     from torchvision.models.googlenet import Inception
     from torchvision.models.resnet import BasicBlock, Bottleneck

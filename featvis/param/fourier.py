@@ -6,14 +6,21 @@ optimization at the same step count (Olah et al., "Feature Visualization", Disti
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 from ..rng import RandomSource, as_source
 from .base import ImageParam, size_hw
-from .color import to_valid_rgb
+from .color import from_valid_rgba, to_valid_rgba
+from .lowres import LowResTensor, shared_generator
+
+#: ``fourier(shared=True)``: the shared low-resolution terms of Lucid's neuron-interpolation
+#: notebook, as (values along the batch, downscale factor): one tensor for all images at 1/2, 1/4,
+#: 1/8 and 1/16 of the size, and a two-point blend across the batch at 1/8 and 1/16.
+LUCID_SHARED = ((1, 2), (1, 4), (1, 8), (2, 8), (1, 16), (2, 16))
+Shared = Union[None, bool, Sequence[Tuple[int, int]]]
 
 
 def spectrum_scale(h: int, w: int, decay_power: float = 1.0) -> torch.Tensor:
@@ -33,31 +40,76 @@ class Fourier(ImageParam):
     OUTPUT_SCALE = 1 / 4.0
 
     def __init__(self, w: int, h: Optional[int] = None, batch: int = 1, sd: float = 0.01,
-                 decay_power: float = 1.0, decorrelate: bool = True):
+                 decay_power: float = 1.0, decorrelate: bool = True, alpha: bool = False,
+                 shared: Shared = None):
         super().__init__()
         self.height, self.width = size_hw(w, h)
         self.batch, self.sd, self.decorrelate = int(batch), float(sd), decorrelate
+        self.channels = 4 if alpha else 3
         self.register_buffer("scale", spectrum_scale(self.height, self.width, decay_power), persistent=False)
-        # (B, 3, H, W//2 + 1, 2): real and imaginary parts
-        self.spectrum = nn.Parameter(torch.empty(self.batch, 3, *self.scale.shape, 2))
+        # (B, C, H, W//2 + 1, 2): real and imaginary parts
+        self.spectrum = nn.Parameter(torch.empty(self.batch, self.channels, *self.scale.shape, 2))
+        self.shared = nn.ModuleList(
+            LowResTensor(n, self.channels, max(1, self.height // k), max(1, self.width // k), sd)
+            for n, k in _shared_terms(shared))
         self.reset(as_source(None, self.batch, "cpu"))
 
     def reset(self, rng: RandomSource) -> None:
         with torch.no_grad():
             self.spectrum.copy_(self.sd * rng.normal(self.spectrum.shape[1:]))
+        if len(self.shared):
+            g = shared_generator(rng, 0)
+            for term in self.shared:
+                term.reset(lambda shape, n=term.values.shape[0]: torch.randn(n, *shape, generator=g))
+
+    def set_image(self, images: torch.Tensor) -> None:
+        t = from_valid_rgba(images, self.decorrelate) / self.OUTPUT_SCALE  # (B, C', H, W)
+        spectrum = torch.fft.rfft2(t, norm="backward") / self.scale  # inverse of forward's irfft2
+        with torch.no_grad():
+            for term in self.shared:
+                term.values.zero_()
+            self.spectrum[:, :t.shape[1]] = torch.view_as_real(spectrum).to(self.spectrum.dtype)
 
     def forward(self) -> torch.Tensor:
-        spectrum = torch.view_as_complex(self.spectrum) * self.scale  # (B, 3, H, W//2 + 1) complex
-        image = torch.fft.irfft2(spectrum, s=(self.height, self.width), norm="backward")
-        return to_valid_rgb(image * self.OUTPUT_SCALE, self.decorrelate)  # (B, 3, H, W) in [0, 1]
+        spectrum = torch.view_as_complex(self.spectrum) * self.scale  # (B, C, H, W//2 + 1) complex
+        image = torch.fft.irfft2(spectrum, s=(self.height, self.width), norm="backward") * self.OUTPUT_SCALE
+        for term in self.shared:
+            image = image + term(self.batch, self.height, self.width)
+        return to_valid_rgba(image, self.decorrelate)  # (B, C, H, W) in [0, 1]
+
+
+def _shared_terms(shared: Shared):
+    if shared is None or shared is False:
+        return []
+    if shared is True:
+        return list(LUCID_SHARED)
+    try:
+        terms = [(int(n), int(k)) for n, k in shared]
+    except (TypeError, ValueError):
+        raise ValueError(f"shared={shared!r}: expected True or a list of (values along the batch, "
+                         "downscale factor) pairs, e.g. [(1, 4), (2, 8)]") from None
+    bad = [t for t in terms if t[0] < 1 or t[1] < 1]
+    if bad:
+        raise ValueError(f"shared terms need positive counts and factors, got {bad[0]}")
+    return terms
 
 
 def fourier(w: int, h: Optional[int] = None, batch: int = 1, sd: float = 0.01,
-            decay_power: float = 1.0, decorrelate: bool = True) -> Fourier:
+            decay_power: float = 1.0, decorrelate: bool = True, alpha: bool = False,
+            shared: Shared = None) -> Fourier:
     """Fourier parameterization (Lucid's default image): ``batch`` images of ``w`` x ``h`` pixels.
 
     The spectrum starts as normal noise with std ``sd``, is scaled by 1/f**``decay_power``, turned
     into an image by an inverse real FFT, mapped through Lucid's colour decorrelation matrix (unless
     ``decorrelate=False``) and squashed into [0, 1] by a sigmoid. Any size works, square or not.
+
+    ``alpha=True`` adds a fourth, transparency channel (B, 4, H, W); ``render`` composites it over a
+    random background each step, so only what the objective needs stays opaque (see
+    :func:`featvis.recipes.transparent`). ``shared`` adds low-resolution terms common to the whole
+    batch, which align the images of an interpolation: ``True`` for Lucid's set
+    (:data:`LUCID_SHARED`) or a list of (values along the batch, downscale factor) pairs.
+
+    >>> rgba = featvis.param.fourier(128, alpha=True)
+    >>> frames = featvis.param.fourier(128, batch=5, shared=True)
     """
-    return Fourier(w, h, batch, sd, decay_power, decorrelate)
+    return Fourier(w, h, batch, sd, decay_power, decorrelate, alpha, shared)

@@ -8,7 +8,7 @@ from torch import nn
 
 from ..rng import RandomSource, as_source
 from .base import ImageParam, size_hw
-from .color import to_valid_rgb
+from .color import from_valid_rgba, to_valid_rgb
 
 
 class Pixel(ImageParam):
@@ -22,6 +22,10 @@ class Pixel(ImageParam):
     def reset(self, rng: RandomSource) -> None:
         with torch.no_grad():
             self.pixels.copy_(self.sd * rng.normal((3, self.height, self.width)))
+
+    def set_image(self, images: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.pixels.copy_(from_valid_rgba(images[:, :3], self.decorrelate))
 
     def forward(self) -> torch.Tensor:
         return to_valid_rgb(self.pixels, self.decorrelate)  # (B, 3, H, W) in [0, 1]

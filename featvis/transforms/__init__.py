@@ -14,6 +14,8 @@ import inspect
 
 from typing import Callable, List
 
+from .alpha import collapse_alpha, composite, random_background
+from .blur import blur, box_blur
 from .geometric import Geometric, jitter, pad, random_rotate, random_scale, warp_chain
 from ..rng import as_source
 
@@ -86,4 +88,5 @@ def identity() -> Compose:
 
 
 __all__ = ["pad", "jitter", "random_scale", "random_rotate", "compose", "standard", "identity",
+           "blur", "box_blur", "collapse_alpha", "composite", "random_background",
            "Compose", "Geometric", "STANDARD_SCALES", "STANDARD_ANGLES"]

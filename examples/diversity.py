@@ -1,0 +1,33 @@
+"""Figure 2: four different images that all excite one channel (the diversity objective).
+
+Feature Visualization (Olah et al., Distill 2017), "Diversity": a batch of four images maximizing
+mixed4a:97 while a Gram-matrix diversity term (Lucid's) pushes them apart, so they show different
+facets of what the channel responds to.
+
+    python examples/diversity.py [--unit mixed4a:97] [--weight 100]
+    python examples/diversity.py --model handcoded --steps 128
+"""
+import featvis
+from featvis.objectives import channel, diversity
+
+import _common as common
+
+
+def main(argv=None):
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument("--weight", type=float, default=100.0, help="weight of the diversity term (default: 100)")
+    p.add_argument("--images", type=int, default=4, help="how many images (default: 4)")
+    args = p.parse_args(argv)
+    model = common.load(args)
+    layer, n = common.parse_unit(common.default(args, "diverse"))
+    objective = channel(layer, n) + args.weight * diversity(layer)
+    result = featvis.render(model, objective, param=featvis.param.fourier(common.size(args), batch=args.images),
+                            **common.render_kwargs(args))
+    path = common.output(args, "diversity")
+    featvis.io.figure([list(result.images)], row_titles=[f"{layer}:{n}"],
+                      col_titles=[f"image {i + 1}" for i in range(args.images)], dpi=args.dpi, out=path)
+    return common.done(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,317 @@
+"""The ``featvis`` command: ``models``, ``layers``, ``render``, ``sheet``.
+
+A subcommand is one function ``cmd_NAME(sub)`` that adds its parser to ``sub`` (with
+:func:`_add`) and sets ``run=`` to a function ``args -> exit status``, plus one line in
+:data:`COMMANDS`. Exit status: 0 done, 2 a usage error (one line on stderr: the problem and the
+fix; nothing written), 130 interrupted (what was complete is written), 1 anything else.
+
+``FEATVIS_PLUGINS=pkg.mod[,other.mod]`` imports those modules first, so that models they
+register (``featvis.models.register``) can be used by name.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable, List, Optional
+
+from .errors import UsageError
+
+PROG = "featvis"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line (and status 2) like every other usage error."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see: {self.prog} --help)")
+
+
+def _add(sub, name: str, run: Callable[[argparse.Namespace], int], help: str, description: str = None):
+    """A subcommand parser with the options every subcommand has (``--debug``)."""
+    p = sub.add_parser(name, help=help, description=description or help,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    p.set_defaults(run=run, command=name)
+    return p
+
+
+# --- featvis models ----------------------------------------------------------------------------
+
+def cmd_models(sub):
+    _add(sub, "models", _models, "list the model zoo with one-line descriptions")
+
+
+def _models(args) -> int:
+    from .models import list_models
+    zoo = list_models()
+    if not zoo:
+        print("no models registered")
+        return 0
+    width = max(len(name) for name, _ in zoo)
+    for name, description in zoo:
+        print(f"{name:<{width}}  {description}")
+    return 0
+
+
+# --- featvis layers ----------------------------------------------------------------------------
+
+def cmd_layers(sub):
+    p = _add(sub, "layers", _layers, "list a model's hookable layers: name, type, channels, output shape")
+    p.add_argument("model", help="a model name (see: featvis models)")
+    p.add_argument("--weights", default="none", metavar="W",
+                   help="default | none | PATH (default: none; the shapes do not depend on the weights)")
+    p.add_argument("--size", type=int, default=224, help="input image size for the shapes (default: 224)")
+
+
+def _layers(args) -> int:
+    from .batch import open_model
+    from .models import layers
+    model = open_model(args.model, args.weights, "cpu")
+    try:
+        table = layers(model, args.size)
+    except RuntimeError as e:
+        raise UsageError(f"cannot run {args.model} at --size {args.size} ({str(e).splitlines()[0][:200]}); try a larger --size") from e
+    rows = [(("* " if li.block else "  ") + li.name, li.type, "-" if li.channels is None else str(li.channels),
+             "-" if li.shape is None else "x".join(map(str, li.shape))) for li in table]
+    head = ("  layer", "type", "channels", f"shape at {args.size}px")
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(3)]
+    for r in [head] + rows:
+        print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}")
+    if any(li.block for li in table):
+        print("\n* a block output (a residual, ConvNeXt or inception block, or a conv stage): the usual layers to visualize")
+    return 0
+
+
+# --- featvis render ----------------------------------------------------------------------------
+
+RENDER_EPILOG = """\
+output (--out DIR):
+  DIR/<layer>/<channel>.png    one image per channel (<channel>_<k>.png with --diversity K)
+  DIR/manifest.json            model, weights digest, settings, versions, device, runs, and per
+                               image: seed, final objective value, file, sha256, seconds
+  DIR/<layer>_sheet.png        labelled contact sheet of every image rendered so far
+
+Re-running the same command resumes: images already in the manifest are skipped. Each image's
+seed comes from --seed, the channel and k, so an image does not depend on --batch (up to float
+rounding) nor on interruptions (not at all: a resumed run's files equal an uninterrupted one's). --batch auto: on CUDA as many channels as ~80% of free GPU memory holds (at most
+256 images per batch); on the CPU 8.
+
+example:
+  featvis render inceptionv1 mixed4a --channels 0:8 --steps 512 --out renders
+"""
+
+
+def _batch_arg(text):
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of channels or auto, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of channels or auto, got {n}")
+    return n
+
+
+def cmd_render(sub):
+    p = _add(sub, "render", _render, "render channels of a layer into a folder (resumable)")
+    p.epilog = RENDER_EPILOG
+    p.add_argument("model", help="a model name (see: featvis models)")
+    p.add_argument("layer", help="a layer name (see: featvis layers MODEL)")
+    p.add_argument("--channels", default="all", metavar="SPEC",
+                   help="all (default), a range 0:64, a list 3,17,476, or a mix 0:8,476")
+    p.add_argument("--neurons", action="store_true", help="optimize each channel's centre neuron instead of the whole channel")
+    p.add_argument("--size", type=int, default=128, help="image size in pixels (default: 128)")
+    p.add_argument("--steps", type=int, default=512, help="optimization steps (default: 512)")
+    p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default: 0.05)")
+    p.add_argument("--batch", type=_batch_arg, default=32, metavar="N|auto",
+                   help="channels per batched optimization (default: 32; auto: from free memory)")
+    p.add_argument("--param", choices=["fourier", "pixel", "cppn"], default="fourier", help="image parameterization (default: fourier)")
+    p.add_argument("--diversity", type=int, default=1, metavar="K",
+                   help="K diverse images per channel (objective + 100 * diversity, as Lucid; default: 1)")
+    p.add_argument("--seed", type=int, default=0, help="run seed; each image's seed derives from it, the channel and k (default: 0)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: auto (CUDA when present)")
+    p.add_argument("--weights", default="default", metavar="default|none|PATH",
+                   help="pretrained weights (default), random init from --seed (none), or a state dict file")
+    p.add_argument("--out", default="renders", metavar="DIR", help="output folder (default: renders)")
+    p.add_argument("--format", choices=["png"], default="png", help="image format (default: png)")
+    p.add_argument("--force", action="store_true", help="start over in DIR, even if it holds renders with other settings")
+
+
+def _render(args) -> int:
+    from .batch import prepare
+    job = prepare(args.model, args.layer, args.channels, args.out, weights=args.weights, neurons=args.neurons,
+                  size=args.size, steps=args.steps, lr=args.lr, param=args.param, diversity=args.diversity,
+                  seed=args.seed, device=args.device, batch=args.batch, format=args.format, force=args.force,
+                  argv=sys.argv[1:] if args.argv is None else args.argv)
+    total, todo = len(job.channels), len(job.pending)
+    if not todo:
+        print(f"nothing to do: all {total} channels of {args.layer} are in {job.out / 'manifest.json'}")
+        return 0
+    if todo < total:
+        print(f"resuming: {total - todo} of {total} channels are done; rendering {todo}", file=sys.stderr)
+    print(f"{args.model} {args.layer}: {todo} channels on {job.device.type}, {job.batch} per batch -> {job.out}/",
+          file=sys.stderr)
+    try:
+        job.run(progress=True, step_progress=sys.stderr.isatty())
+    except KeyboardInterrupt:
+        done = sum(map(job.complete, job.channels))
+        print(f"interrupted: {done} of {total} channels are written to {job.out}; "
+              "run the same command again to finish", file=sys.stderr)
+        return 130
+    print(f"rendered {todo} channels of {args.layer} ({total} in all) to {job.out}/; sheet: {job.out / (args.layer + '_sheet.png')}")
+    return 0
+
+
+# --- featvis sheet -----------------------------------------------------------------------------
+
+def cmd_sheet(sub):
+    p = _add(sub, "sheet", _sheet, "rebuild a contact sheet (PNG or PDF) from a render folder")
+    p.add_argument("dir", metavar="DIR", help="a folder written by featvis render")
+    p.add_argument("--layer", help="the layer (default: every layer in DIR)")
+    p.add_argument("--cols", type=int, help="columns (default: near-square, or K with --diversity K)")
+    p.add_argument("--labels", action=argparse.BooleanOptionalAction, default=True, help="label each image with its channel")
+    p.add_argument("--out", metavar="FILE", help="FILE.png or FILE.pdf (default: DIR/<layer>_sheet.png)")
+    p.add_argument("--with-examples", action="store_true",
+                   help="each visualization beside its top-k dataset crops (run featvis topk first); "
+                        "default FILE: DIR/<layer>_examples.png")
+
+
+def _sheet(args) -> int:
+    from .batch import read_manifest, write_sheet
+    folder = Path(args.dir)
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise UsageError(f"{folder} has no {folder / 'manifest.json'}; give a folder written by featvis render")
+    layers = list(manifest["layers"])
+    if args.layer is not None and args.layer not in layers:
+        raise UsageError(f"{folder} has no renders of layer {args.layer!r}; it has: {', '.join(layers) or 'none'}")
+    chosen = [args.layer] if args.layer else layers
+    if args.out and len(chosen) > 1:
+        raise UsageError(f"{folder} holds {len(chosen)} layers ({', '.join(chosen)}); with --out, pick one with --layer")
+    if args.out and Path(args.out).suffix.lower() not in (".png", ".pdf"):
+        raise UsageError(f"--out {args.out}: the sheet is written as .png or .pdf; end the name with one of them")
+    if args.cols is not None and args.cols < 1:
+        raise UsageError(f"--cols {args.cols}: must be at least 1")
+    if args.with_examples:
+        return _examples_sheet(folder, manifest, chosen, args)
+    from .batch import image_ok
+    for layer in chosen:
+        missing = [e["file"] for e in manifest["layers"][layer]["images"].values() if not image_ok(folder, e)]
+        if missing:
+            raise UsageError(f"{folder / missing[0]} is missing or changed since it was rendered; "
+                             f"re-run the featvis render command to redo it")
+    for layer in chosen:
+        path = write_sheet(folder, manifest, layer, cols=args.cols, labels=args.labels, path=args.out)
+        print(path if path else f"{layer}: no images yet")
+    return 0
+
+
+def _examples_sheet(folder: Path, manifest: dict, layers: List[str], args) -> int:
+    from .topk import examples_sheet
+    recorded = manifest.get("topk", {})
+    for layer in layers:
+        if layer not in recorded:
+            raise UsageError(f"{folder} has no dataset examples of layer {layer!r}; run "
+                             f"featvis topk MODEL {layer} --images DIR --out {folder} first")
+        out = Path(args.out) if args.out else folder / f"{layer}_examples.png"
+        examples_sheet(folder, layer, out=out)
+        print(out)
+    return 0
+
+
+# --- featvis topk / figure / selfcheck: the arguments and the work live in their modules ----------
+
+def cmd_topk(sub):
+    from . import topk
+    p = _add(sub, "topk", topk.run, "record each channel's top-k dataset images and crops into a render folder")
+    topk.add_arguments(p)
+
+
+def cmd_figure(sub):
+    from . import figure_spec
+    p = _add(sub, "figure", figure_spec.run, "render a figure declared in a JSON spec, in one batch")
+    figure_spec.add_arguments(p)
+
+
+def cmd_selfcheck(sub):
+    from . import selfcheck
+    p = _add(sub, "selfcheck", selfcheck.run_args,
+             "render every unit of the hand-coded model and check orientation and curvature")
+    selfcheck.add_arguments(p)
+
+
+#: The subcommands, in the order ``featvis --help`` lists them.
+COMMANDS: List[Callable] = [cmd_models, cmd_layers, cmd_render, cmd_sheet, cmd_topk, cmd_figure, cmd_selfcheck]
+
+
+def parser() -> argparse.ArgumentParser:
+    from . import __version__
+    p = _Parser(prog=PROG, description="Feature visualization for convolutional image models.")
+    p.add_argument("--version", action="version", version=f"featvis {__version__}")
+    sub = p.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+    for add in COMMANDS:
+        add(sub)
+    return p
+
+
+def _load_plugins():
+    for name in filter(None, (m.strip() for m in os.environ.get("FEATVIS_PLUGINS", "").split(","))):
+        try:
+            importlib.import_module(name)
+        except Exception as e:
+            raise UsageError(f"cannot import {name!r} from FEATVIS_PLUGINS ({type(e).__name__}: {e}); fix it or unset FEATVIS_PLUGINS") from e
+
+
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt  # a batch scheduler's polite kill: stop like Ctrl-C
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the ``featvis`` command line; returns the exit status."""
+    args = argparse.Namespace(debug=False, command=None)
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    prev = signal.signal(signal.SIGTERM, _sigterm) if _main_thread() else None
+    try:
+        _load_plugins()
+        args = parser().parse_args(argv)
+        if not hasattr(args, "run"):
+            parser().print_help(sys.stderr)
+            return 2
+        args.argv = argv
+        return args.run(args)
+    except UsageError as e:
+        if debug:
+            traceback.print_exc()
+        where = f"{PROG} {args.command}" if args.command else PROG
+        print(f"{where}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # featvis layers x | head
+        sys.stderr.close()
+        return 0
+    except Exception as e:
+        if debug:
+            raise
+        where = f"{PROG} {args.command}" if args.command else PROG
+        print(f"{where}: error: {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+    finally:
+        if prev is not None:
+            signal.signal(signal.SIGTERM, prev)
+
+
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
