@@ -42,7 +42,7 @@ def check_precision(precision: str) -> Optional[torch.dtype]:
 def cudnn_autotune(device: torch.device) -> Iterator[None]:
     """``torch.backends.cudnn.benchmark`` on for the block when ``device`` is CUDA; restored after.
 
-    A render runs thousands of steps at one input shape, so the one-off cost of trying cuDNN's
+    A render runs hundreds of steps at one input shape, so the one-off cost of trying cuDNN's
     algorithms on the first step pays for itself.
     """
     if device.type != "cuda":

@@ -12,7 +12,7 @@ import torch
 
 from ..param.color import to_valid_rgb
 from ..param.fourier import Fourier, spectrum_scale
-from ..rng import as_source
+from ..rng import as_source, to_device
 
 #: Lucid's ``collapse_alpha(sd=0.5)``: the background is a Fourier-noise image with this spectrum std.
 BACKGROUND_SD = 0.5
@@ -36,7 +36,8 @@ def random_background(shape, rng=None, sd: float = BACKGROUND_SD, decay_power: f
     rng = as_source(rng, B, device)
     scale = _scale(H, W, float(decay_power))
     spectrum = torch.view_as_complex(sd * rng.normal((3, H, W // 2 + 1, 2))) * scale  # (B, 3, H, W//2+1)
-    image = torch.fft.irfft2(spectrum.to(device), s=(H, W), norm="backward") * Fourier.OUTPUT_SCALE
+    # The noise is drawn on the CPU; to_device queues the upload without a host-device sync.
+    image = torch.fft.irfft2(to_device(spectrum, device or "cpu"), s=(H, W), norm="backward") * Fourier.OUTPUT_SCALE
     return to_valid_rgb(image, decorrelated=True)
 
 
