@@ -251,6 +251,7 @@ class CpuMeter:
     def __init__(self, pids):
         self.pids = list(pids)
         self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.accepted: List[float] = []  # other processes' cores during each run that counts
 
     def _read(self):
         try:
@@ -294,13 +295,10 @@ def measure(jobs, repeats, meter: CpuMeter, max_foreign: float, retries: int) ->
                 print(f"  ({name}: other processes used {foreign:.2f} cores; again in 10 s)", file=sys.stderr, flush=True)
                 time.sleep(10)
             out.setdefault(name, []).append(value)
-            FOREIGN.append(foreign)
+            meter.accepted.append(foreign)
             print(f"  round {r + 1}/{repeats} {name}: {value:.4f} s/step (others: {foreign:.2f} cores)",
                   file=sys.stderr, flush=True)
     return out
-
-
-FOREIGN: List[float] = []  # other processes' cores during each accepted run
 
 
 def fmt(xs: List[float]) -> str:
@@ -373,9 +371,9 @@ def main(argv=None):
                                       capture_output=True, text=True, env=env, check=True)
                 memory[tool] = json.loads(done.stdout.strip().splitlines()[-1])
     report(results, memory, repeats, steps1, steps16, steps_small)
-    if FOREIGN:
-        print(f"Other processes during the runs counted: median {statistics.median(FOREIGN):.2f} cores, "
-              f"max {max(FOREIGN):.2f} (runs above {args.max_foreign} were taken again, up to {args.retries} times)")
+    if meter.accepted:
+        print(f"Other processes during the runs counted: median {statistics.median(meter.accepted):.2f} cores, "
+              f"max {max(meter.accepted):.2f} (runs above {args.max_foreign} were taken again, up to {args.retries} times)")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
