@@ -14,7 +14,7 @@ from .hooks import INPUT, capture
 from .io import save_image, to_pil
 from .models import as_model, pick_device
 from .models.redirect import relu_redirection
-from .objectives import Objective, as_objective
+from .objectives import as_objective
 from .param import fit_images, fourier, image_tensor
 from .rng import RandomSource, image_seeds
 from .transforms import compose, standard
@@ -96,6 +96,22 @@ def evaluate(model, objective, images: torch.Tensor) -> torch.Tensor:
         return objective(acts).float().cpu()
 
 
+def _prepare_param(param, objective, init, seed, device):
+    """The param on ``device`` (a Fourier image by default), seeded per image, started from ``init``."""
+    init = None if init is None else image_tensor(init)
+    if param is None and init is None:
+        param = fourier(128, batch=objective.batch_size or 1)
+    elif param is None:
+        param = fourier(init.shape[-1], init.shape[-2], batch=max(objective.batch_size or 1, len(init)))
+    param = param.to(device)
+    rng = RandomSource(image_seeds(seed, param.batch), device)
+    if seed is not None:
+        param.reset(rng)
+    if init is not None:  # after the reset, which would overwrite it
+        param.set_image(fit_images(init.to(device), param))
+    return param, rng
+
+
 def render(model, objective, param=None, transforms=None, steps: int = 512, lr: Optional[float] = None,
            optimizer=None, seed=None, device=None, progress: bool = True,
            snapshots: Iterable[int] = (), precision: str = "fp32", init=None,
@@ -123,17 +139,7 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     objective, device = as_objective(objective), pick_device(device)
     check_precision(precision)
     model = as_model(model).to(device)
-    init = None if init is None else image_tensor(init)
-    if param is None and init is None:
-        param = fourier(128, batch=objective.batch_size or 1)
-    elif param is None:
-        param = fourier(init.shape[-1], init.shape[-2], batch=max(objective.batch_size or 1, len(init)))
-    param = param.to(device)
-    rng = RandomSource(image_seeds(seed, param.batch), device)
-    if seed is not None:
-        param.reset(rng)
-    if init is not None:  # after the reset, which would overwrite it
-        param.set_image(fit_images(init.to(device), param))
+    param, rng = _prepare_param(param, objective, init, seed, device)
     transforms = standard() if transforms is None else (compose(transforms) if isinstance(transforms, (list, tuple)) else transforms)
     lr = lr if lr is not None else (getattr(param, "default_lr", None) or DEFAULT_LR)
     opt = _optimizer(optimizer, param.parameters(), lr)
