@@ -33,6 +33,7 @@ CHANNELS_LAST = {"cuda": True, "cpu": True}
 
 
 def check_precision(precision: str) -> Optional[torch.dtype]:
+    """The autocast dtype for ``precision`` ("fp32" -> None); a clear error for anything else."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
     return PRECISIONS[precision]

@@ -214,6 +214,7 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
+    """``--device`` as a torch device; asking for CUDA where there is none is a usage error."""
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device}: torch sees no CUDA device here; use --device cpu (or auto)")
     try:

@@ -251,6 +251,7 @@ COMMANDS: List[Callable] = [cmd_models, cmd_layers, cmd_render, cmd_sheet, cmd_t
 
 
 def parser() -> argparse.ArgumentParser:
+    """The ``featvis`` argument parser with every subcommand of :data:`COMMANDS`."""
     from . import __version__
     p = _Parser(prog=PROG, description="Feature visualization for convolutional image models.")
     p.add_argument("--version", action="version", version=f"featvis {__version__}")

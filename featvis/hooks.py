@@ -37,6 +37,7 @@ def named_layers(model: nn.Module) -> Dict[str, nn.Module]:
 
 
 def model_name(model: nn.Module) -> str:
+    """The name to show for ``model`` in messages: its zoo name, else its class name."""
     return getattr(model, "name", None) or type(model).__name__
 
 

@@ -202,5 +202,6 @@ def _fetch_default():
 
 @register("inceptionv1", "Lucid's InceptionV1 (GoogLeNet, TF inception5h graph, 1008 classes): the circuits model")
 def build_inceptionv1(weights="default") -> InceptionV1Model:
+    """Lucid's InceptionV1 with ``weights`` ("default", a path, a state dict, or None)."""
     state_dict, source = W.resolve(weights, "inceptionv1", _fetch_default)
     return InceptionV1Model(W.build(InceptionV1, state_dict, source, "inceptionv1"))

@@ -18,6 +18,8 @@ from .wrap import FeatvisModel
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """A registered model: its name, one-line description and builder."""
+
     name: str
     description: str
     build: Callable[..., FeatvisModel]

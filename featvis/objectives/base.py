@@ -90,11 +90,6 @@ def _fmt(c: float) -> str:
     return f"{c:g}"
 
 
-def layer_output(acts: Acts, layer: str) -> torch.Tensor:
-    assert layer in acts, f"objective read {layer!r}, which was not captured"
-    return acts[layer]
-
-
 def narrow(fn: Callable[[Acts], torch.Tensor], batch: Union[None, int, Sequence[int]]):
     """Restrict a per-image objective to image(s) ``batch``; other images get 0.
 

@@ -12,6 +12,7 @@ from ..rng import RandomSource
 
 
 def size_hw(w: int, h: Optional[int]) -> Tuple[int, int]:
+    """(H, W) from a width and an optional height (square by default), checked."""
     h = w if h is None else h
     if int(w) != w or int(h) != h or w < 1 or h < 1:
         raise ValueError(f"image size must be positive integers, got w={w}, h={h}")

@@ -65,6 +65,8 @@ def coordinates(h: int, w: int, device=None) -> torch.Tensor:
 
 
 class CPPN(ImageParam):
+    """The module :func:`cppn` returns (see there)."""
+
     default_lr = CPPN_LR
 
     def __init__(self, w: int, h: Optional[int] = None, batch: int = 1, layers: int = 8, width: int = 24,

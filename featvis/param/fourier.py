@@ -36,6 +36,8 @@ def spectrum_scale(h: int, w: int, decay_power: float = 1.0) -> torch.Tensor:
 
 
 class Fourier(ImageParam):
+    """The module :func:`fourier` returns (see there)."""
+
     # Lucid divides the inverse FFT by 4 (lucid/optvis/param/spatial.py, fft_image).
     OUTPUT_SCALE = 1 / 4.0
 

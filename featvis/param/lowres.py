@@ -59,6 +59,8 @@ def shared_generator(rng: RandomSource, tag: int) -> torch.Generator:
 
 
 class Pyramid(ImageParam):
+    """The module :func:`pyramid` returns (see there)."""
+
     def __init__(self, w: int, h: Optional[int] = None, batch: int = 1, factors: Sequence[int] = (1, 2, 4, 8),
                  sd: float = 0.01, decorrelate: bool = True, alpha: bool = False):
         super().__init__()

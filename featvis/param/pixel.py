@@ -12,6 +12,8 @@ from .color import from_valid_rgba, to_valid_rgb
 
 
 class Pixel(ImageParam):
+    """The module :func:`pixel` returns (see there)."""
+
     def __init__(self, w: int, h: Optional[int] = None, batch: int = 1, sd: float = 0.01, decorrelate: bool = False):
         super().__init__()
         self.height, self.width = size_hw(w, h)

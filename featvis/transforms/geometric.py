@@ -143,6 +143,8 @@ def warp_chain(chain: Sequence[Geometric], image: torch.Tensor, rng=None) -> tor
 
 
 class Pad(Geometric):
+    """Pad every side by ``w`` pixels (see :func:`pad`)."""
+
     def __init__(self, w: int, mode: str = "constant", value: float = 0.5):
         if mode not in _PAD_MODES:
             raise ValueError(f"pad mode {mode!r} is not one of {', '.join(_PAD_MODES)}")
