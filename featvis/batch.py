@@ -46,7 +46,7 @@ from .hooks import activations
 from .io import atomic_write, save_image, sheet
 from .models import list_models, load_model, pick_device
 from .objectives import Objective, channel, diversity, neuron
-from .render import auto_batch as render_auto_batch
+from .render import CPU_BATCH, auto_batch as render_auto_batch
 from .render import render
 from .rng import derive_seed
 
@@ -55,9 +55,9 @@ MANIFEST_VERSION = 1
 #: Weight of the diversity term: Lucid's diversity notebook uses ``channel - 1e2 * diversity``
 #: with Lucid's (positive) similarity, i.e. ``channel + 100 * diversity`` with featvis's sign.
 DIVERSITY_WEIGHT = 100.0
-#: ``batch="auto"`` on the CPU: a CPU gains little from larger batches, and a small batch loses
-#: little to a kill and shows progress (and a sheet) early.
-CPU_AUTO_BATCH = 8
+#: ``batch="auto"`` on the CPU: ``featvis.render.CPU_BATCH`` (a CPU gains little from larger
+#: batches, and a small batch loses little to a kill and shows progress, and a sheet, early).
+CPU_AUTO_BATCH = CPU_BATCH
 #: ``batch="auto"`` on CUDA never goes above this many images: GPU throughput has saturated long
 #: before, and a larger batch only loses more work to a kill.
 CUDA_MAX_AUTO_IMAGES = 256

@@ -107,3 +107,12 @@ def test_penalties():
     assert O.l1()(flat).tolist() == [0.5, 0.5]
     assert O.l2(constant=0.5)(flat)[0].item() == pytest.approx(1e-3)
     assert O.deepdream("l")(acts()).shape == (2,)
+
+
+def test_constants_are_copied_to_the_image_device_once():
+    from featvis._cache import DeviceCopies
+    from featvis.objectives.base import index_tensor
+    c = DeviceCopies(torch.tensor([1.0, 2.0]))
+    x = torch.zeros(1, dtype=torch.float64)
+    assert c.like(x) is c.like(x) and c.like(x).dtype == torch.float64
+    assert index_tensor((3, 1), torch.device("cpu")) is index_tensor((3, 1), torch.device("cpu"))

@@ -1,9 +1,10 @@
 """``Objective``: a per-image score to maximize, with ``+ - * /`` algebra and the layers it reads."""
 from __future__ import annotations
 
+import functools
 import numbers
 import re
-from typing import Callable, Dict, FrozenSet, Iterable, Optional, Sequence, Union
+from typing import Callable, Dict, FrozenSet, Iterable, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -90,6 +91,13 @@ def _fmt(c: float) -> str:
     return f"{c:g}"
 
 
+@functools.lru_cache(maxsize=1024)
+def index_tensor(indices: Tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """A long tensor of ``indices`` on ``device``, made once: objectives run every step, and a new
+    host-to-GPU copy each step would make the host wait for the GPU."""
+    return torch.tensor(indices, dtype=torch.long, device=device)
+
+
 def narrow(fn: Callable[[Acts], torch.Tensor], batch: Union[None, int, Sequence[int]]):
     """Restrict a per-image objective to image(s) ``batch``; other images get 0.
 
@@ -114,7 +122,7 @@ def narrow(fn: Callable[[Acts], torch.Tensor], batch: Union[None, int, Sequence[
             sub = {k: v[idx] for k, v in acts.items()}
         vals = fn(sub)
         out = vals.new_zeros(B)
-        return out.index_copy(0, torch.tensor(idx, device=vals.device), vals)
+        return out.index_copy(0, index_tensor(tuple(idx), vals.device), vals)
 
     return narrowed, max(idx) + 1
 

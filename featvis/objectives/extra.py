@@ -6,6 +6,7 @@ from typing import Union
 
 import torch
 
+from .._cache import DeviceCopies
 from .base import Objective, as_objective, narrow, objective
 from .units import Index, _check_len, _label, _per_image_index, _pick, _vector
 
@@ -109,7 +110,7 @@ def direction_cossim(layer: str, vector, cossim_pow: float = 1.0, batch=None) ->
     def fn(acts):
         t = acts[layer]
         _check_len(layer, t, v)
-        vv = v.to(t.device, t.dtype).view(1, -1, *([1] * (t.dim() - 2)))
+        vv = v.like(t).view(1, -1, *([1] * (t.dim() - 2)))
         cos = (t * vv).sum(1) / (t.norm(dim=1) * vv.norm() + 1e-4)  # (B, ...); eps as Lucid's _dot_cossim
         if cossim_pow != 1:
             cos = cos.sign() * cos.abs().clamp(min=1e-6) ** cossim_pow
@@ -126,14 +127,14 @@ def activation_weighted(layer: str, weights, batch=None) -> Objective:
 
     >>> obj = activation_weighted("layer3", torch.randn(256))      # layer3 of a ResNet-18: 256 channels
     """
-    w = torch.as_tensor(weights, dtype=torch.float32)
-    if w.dim() == 0:
+    w = DeviceCopies(torch.as_tensor(weights, dtype=torch.float32))
+    if w.tensor.dim() == 0:
         raise ValueError("activation_weighted needs a weight per channel (C,) or per unit (C, H, W), got a scalar")
 
     @objective([layer], f"activation_weighted({layer})", batch)
     def fn(acts):
         t = acts[layer]
-        ww = w.to(t.device, t.dtype)
+        ww = w.like(t)
         if ww.dim() == 1:
             _check_len(layer, t, ww)
             ww = ww.view(-1, *([1] * (t.dim() - 2)))

@@ -7,7 +7,8 @@ from typing import Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from .base import Objective, objective
+from .._cache import DeviceCopies
+from .base import Objective, index_tensor, objective
 
 Index = Union[int, Sequence[int]]
 
@@ -41,7 +42,7 @@ def _pick(t: torch.Tensor, layer: str, n) -> torch.Tensor:
     _check_channels(layer, t, n)
     if t.shape[0] != len(n):
         raise ValueError(f"{len(n)} channels were given, one per image, but the batch has {t.shape[0]} images")
-    idx = torch.as_tensor(n, device=t.device).view(-1, 1, *([1] * (t.dim() - 2)))
+    idx = index_tensor(tuple(n), t.device).view(-1, 1, *([1] * (t.dim() - 2)))
     return t.gather(1, idx.expand(-1, 1, *t.shape[2:])).squeeze(1)
 
 
@@ -93,11 +94,11 @@ def neuron(layer: str, n: Index, x: Optional[int] = None, y: Optional[int] = Non
     return fn
 
 
-def _vector(vector, what: str) -> torch.Tensor:
+def _vector(vector, what: str) -> DeviceCopies:
     v = torch.as_tensor(vector, dtype=torch.float32)
     if v.dim() != 1:
         raise ValueError(f"{what}: the direction vector must be 1-d with one entry per channel, got shape {tuple(v.shape)}")
-    return v
+    return DeviceCopies(v)
 
 
 def _check_len(layer, t, v):
@@ -105,12 +106,12 @@ def _check_len(layer, t, v):
         raise ValueError(f"direction vector has {v.shape[0]} entries but layer {layer!r} has {t.shape[1]} channels")
 
 
-def _dot_cossim(t: torch.Tensor, v: torch.Tensor, cossim_pow: float) -> torch.Tensor:
+def _dot_cossim(t: torch.Tensor, v: DeviceCopies, cossim_pow: float) -> torch.Tensor:
     """(B, C, ...) . (C,) -> (B, ...): dot product weighted by cosine similarity ** cossim_pow.
 
     As in Lucid: the cosine is floored at 0.1 so that the weight never flips the sign of the dot.
     """
-    v = v.to(t.device, t.dtype).view(1, -1, *([1] * (t.dim() - 2)))
+    v = v.like(t).view(1, -1, *([1] * (t.dim() - 2)))
     dot = (t * v).sum(1)
     if cossim_pow == 0:
         return dot

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from .._cache import DeviceCopies
+
 # Square root of the colour correlation matrix of ImageNet, from Lucid's
 # lucid/optvis/param/color.py (`color_correlation_svd_sqrt`).
 COLOR_CORRELATION_SVD_SQRT = torch.tensor([
@@ -12,11 +14,12 @@ COLOR_CORRELATION_SVD_SQRT = torch.tensor([
 ])
 # Normalized so that its largest column has unit norm, as Lucid does.
 COLOR_CORRELATION = COLOR_CORRELATION_SVD_SQRT / COLOR_CORRELATION_SVD_SQRT.norm(dim=0).max()
+_COLOR_CORRELATION = DeviceCopies(COLOR_CORRELATION)
 
 
 def decorrelate(t: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) in a decorrelated colour basis -> (B, 3, H, W) in RGB (before squashing)."""
-    return torch.einsum("ij,bjhw->bihw", COLOR_CORRELATION.to(t.device, t.dtype), t)
+    return torch.einsum("ij,bjhw->bihw", _COLOR_CORRELATION.like(t), t)
 
 
 def to_valid_rgb(t: torch.Tensor, decorrelated: bool = True) -> torch.Tensor:
