@@ -122,7 +122,7 @@ def cmd_render(sub):
     p = _add(sub, "render", _render, "render channels of a layer into a folder (resumable)")
     p.epilog = RENDER_EPILOG
     p.add_argument("model", help="a model name (see: featvis models)")
-    p.add_argument("layer", help="a layer name (see: featvis layers MODEL)")
+    p.add_argument("layer", nargs="*", help="one or more layer names (see: featvis layers MODEL), or --layers")
     p.add_argument("--channels", default="all", metavar="SPEC",
                    help="all (default), a range 0:64, a list 3,17,476, or a mix 0:8,476")
     p.add_argument("--neurons", action="store_true", help="optimize each channel's centre neuron instead of the whole channel")
@@ -141,31 +141,13 @@ def cmd_render(sub):
     p.add_argument("--out", default="renders", metavar="DIR", help="output folder (default: renders)")
     p.add_argument("--format", choices=["png"], default="png", help="image format (default: png)")
     p.add_argument("--force", action="store_true", help="start over in DIR, even if it holds renders with other settings")
+    from . import job
+    job.add_render_arguments(p)
 
 
 def _render(args) -> int:
-    from .batch import prepare
-    job = prepare(args.model, args.layer, args.channels, args.out, weights=args.weights, neurons=args.neurons,
-                  size=args.size, steps=args.steps, lr=args.lr, param=args.param, diversity=args.diversity,
-                  seed=args.seed, device=args.device, batch=args.batch, format=args.format, force=args.force,
-                  argv=sys.argv[1:] if args.argv is None else args.argv)
-    total, todo = len(job.channels), len(job.pending)
-    if not todo:
-        print(f"nothing to do: all {total} channels of {args.layer} are in {job.out / 'manifest.json'}")
-        return 0
-    if todo < total:
-        print(f"resuming: {total - todo} of {total} channels are done; rendering {todo}", file=sys.stderr)
-    print(f"{args.model} {args.layer}: {todo} channels on {job.device.type}, {job.batch} per batch -> {job.out}/",
-          file=sys.stderr)
-    try:
-        job.run(progress=True, step_progress=sys.stderr.isatty())
-    except KeyboardInterrupt:
-        done = sum(map(job.complete, job.channels))
-        print(f"interrupted: {done} of {total} channels are written to {job.out}; "
-              "run the same command again to finish", file=sys.stderr)
-        return 130
-    print(f"rendered {todo} channels of {args.layer} ({total} in all) to {job.out}/; sheet: {job.out / (args.layer + '_sheet.png')}")
-    return 0
+    from .job import render_command
+    return render_command(args, argv=sys.argv[1:] if args.argv is None else args.argv)
 
 
 # --- featvis sheet -----------------------------------------------------------------------------
@@ -246,8 +228,21 @@ def cmd_selfcheck(sub):
     selfcheck.add_arguments(p)
 
 
+def cmd_merge(sub):
+    from . import job
+    p = _add(sub, "merge", job.merge_command, "merge the shards' records of a render folder; list missing units")
+    job.add_merge_arguments(p)
+
+
+def cmd_plan(sub):
+    from . import plan
+    p = _add(sub, "plan", plan.run, "units, batches, estimated GPU/CPU-hours and shards for a whole-model job")
+    plan.add_arguments(p)
+
+
 #: The subcommands, in the order ``featvis --help`` lists them.
-COMMANDS: List[Callable] = [cmd_models, cmd_layers, cmd_render, cmd_sheet, cmd_topk, cmd_figure, cmd_selfcheck]
+COMMANDS: List[Callable] = [cmd_models, cmd_layers, cmd_render, cmd_sheet, cmd_topk, cmd_figure, cmd_selfcheck,
+                            cmd_merge, cmd_plan]
 
 
 def parser() -> argparse.ArgumentParser:

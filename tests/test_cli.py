@@ -24,7 +24,7 @@ from featvis import io
 from featvis.batch import parse_channels
 from featvis.cli import main
 from featvis.errors import UsageError
-from featvis.rng import derive_seed
+from featvis.job import unit_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 SIX = ["render", "tiny", "conv2", "--channels", "0:6", "--batch", "4", "--steps", "8", "--size", "32"]
@@ -43,9 +43,9 @@ def featvis(*args, **extra):
 
 
 def files(folder: Path):
-    """{relative path: bytes} of every file under ``folder`` except the manifest."""
+    """{relative path: bytes} of every file under ``folder`` except the records (manifest, parts)."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != "manifest.json"}
+            if p.is_file() and p.name != "manifest.json" and p.parent.name != "parts"}
 
 
 def images_table(folder: Path):
@@ -89,7 +89,7 @@ def test_render_writes_pngs_manifest_and_sheet(reference):
     assert list(entries) == [str(c) for c in range(6)]
     for c in range(6):
         e = entries[str(c)]
-        assert e["seed"] == derive_seed(0, c, 0) and e["file"] == f"conv2/{c}.png"
+        assert e["seed"] == unit_seed(0, "conv2", c, 0) and e["file"] == f"conv2/{c}.png"
         assert e["sha256"] == hashlib.sha256((reference / e["file"]).read_bytes()).hexdigest()
         assert np.isfinite(e["value"]) and e["seconds"] > 0
     with Image.open(reference / "conv2_sheet.png") as sheet:  # 3 x 2 cells of 32 px plus labels
@@ -189,7 +189,7 @@ def test_diversity_and_neurons(tmp_path):
     m = json.loads((out / "manifest.json").read_text())
     entries = m["layers"]["conv3"]["images"]
     assert list(entries) == ["0_0", "0_1", "7_0", "7_1"]
-    assert [e["seed"] for e in entries.values()] == [derive_seed(0, c, k) for c in (0, 7) for k in (0, 1)]
+    assert [e["seed"] for e in entries.values()] == [unit_seed(0, "conv3", c, k) for c in (0, 7) for k in (0, 1)]
     assert m["layers"]["conv3"]["objective"].startswith("neuron(conv3:c) + 100 * diversity(conv3)")
     assert sorted(p.name for p in (out / "conv3").iterdir()) == ["0_0.png", "0_1.png", "7_0.png", "7_1.png"]
     with Image.open(out / "conv3_sheet.png") as sheet:  # one row per channel
