@@ -25,7 +25,6 @@ import math
 import os
 import pickle
 import platform
-import re
 import signal
 import sys
 import tempfile
@@ -49,6 +48,7 @@ from .objectives import Objective, channel, diversity, neuron
 from .render import CPU_BATCH, auto_batch as render_auto_batch
 from .render import render
 from .rng import derive_seed
+from .units import SPEC_HELP, ChannelSpec, parse_channels  # noqa: F401  (parse_channels: old import path)
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -63,7 +63,6 @@ CPU_AUTO_BATCH = CPU_BATCH
 CUDA_MAX_AUTO_IMAGES = 256
 PARAMS = ("fourier", "pixel", "cppn")
 FORMATS = ("png",)
-SPEC_HELP = "all, a range like 0:64, a list like 3,17,476, or a mix like 0:8,476"
 
 
 # --- what to render ----------------------------------------------------------------------------
@@ -82,42 +81,6 @@ class Settings:
     seed: int = 0
     format: str = "png"
     device: str = "cpu"  # the device type that ran ("cpu", "cuda"): the two round differently
-
-
-_SPEC_PART = re.compile(r"^(\d*):(\d*)$|^(\d+)$")
-
-
-def parse_channels(spec: str, count: Optional[int] = None, where: str = "the layer") -> List[int]:
-    """Channel numbers from ``SPEC``: ``all``, ``0:64`` (64 excluded), ``3,17,476``, ``0:8,476``.
-
-    Returns them sorted, without repeats. ``count`` (the layer's channels) is needed for ``all``
-    and open ranges (``8:``); with it, channels out of range raise :class:`UsageError`. Without
-    it only the syntax is checked (``all`` and open ends give ``[]``).
-    """
-    text = str(spec).strip()
-    if text == "all":
-        return list(range(count)) if count is not None else []
-    chans = set()
-    for part in text.split(","):
-        m = _SPEC_PART.match(part.strip())
-        if not m:
-            raise UsageError(f"bad channel spec {spec!r} (at {part.strip()!r}): expected {SPEC_HELP}")
-        if m.group(3) is not None:
-            chans.add(int(m.group(3)))
-            continue
-        start = int(m.group(1) or 0)
-        if m.group(2) == "" and count is None:
-            continue
-        stop = int(m.group(2)) if m.group(2) else count
-        if stop <= start:
-            raise UsageError(f"bad channel spec {spec!r}: range {part.strip()!r} is empty; write start:stop with stop > start, e.g. 0:64")
-        chans.update(range(start, stop))
-    if count is not None:
-        bad = sorted(c for c in chans if c >= count)
-        if bad:
-            raise UsageError(f"channel {bad[0]} is out of range: {where} has {count} channels (0..{count - 1}); "
-                             f"use e.g. --channels 0:{count} or --channels all")
-    return sorted(chans)
 
 
 def image_seed(seed: int, channel_index: int, k: int = 0) -> int:
@@ -428,7 +391,7 @@ def prepare(model: str, layer: str, channels: str = "all", out="renders", weight
     folder that holds renders with other settings (unless ``force``: then it starts over there).
     Channels whose images the manifest records, with the files intact, are skipped (``pending``).
     """
-    parse_channels(channels)  # the syntax, before anything slow
+    ChannelSpec.parse(channels)  # the syntax, before anything slow
     for name, value, low in (("--size", size, 8), ("--steps", steps, 1), ("--diversity", diversity, 1)):
         if int(value) < low:
             raise UsageError(f"{name} {value}: must be at least {low}")

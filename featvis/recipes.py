@@ -12,8 +12,10 @@ import torch
 from .objectives import Objective, alignment, alpha_mean, as_objective, channel_interpolate, l2
 from .param import ImageParam, fit_images, fourier, image_tensor
 from .render import Result, render
+from .errors import UsageError
 from .rng import RandomSource, image_seeds
 from .transforms import compose, jitter, pad, random_rotate, random_scale
+from .units import Unit
 
 #: Lucid's caricature recipe (lucid/recipes/caricature.py): gentler than the standard transforms.
 CARICATURE_SCALES = [0.9, 0.95, 1.05, 1.1] + [1.0] * 4
@@ -121,13 +123,10 @@ def transparent(model, objective: Union[str, Objective], size: int = 128, alpha_
 
 
 def _unit(u) -> Tuple[str, int]:
-    if isinstance(u, str) and ":" in u:
-        layer, n = u.rsplit(":", 1)
-        if n.isdigit():
-            return layer, int(n)
-    if isinstance(u, tuple) and len(u) == 2:
-        return str(u[0]), int(u[1])
-    raise ValueError(f"unit {u!r}: expected 'layer:channel' (e.g. 'mixed4a:476') or (layer, channel)")
+    unit = Unit.parse(u)
+    if unit.is_neuron:
+        raise UsageError(f"unit {u!r}: interpolate() morphs whole channels; drop the '@x,y'")
+    return unit.layer, unit.channel
 
 
 def interpolate(model, unit1, unit2, frames: int = 5, size: int = 128, alignment_weight: float = 0.1,
