@@ -4,10 +4,10 @@
 >>> obj = channel("mixed4a", 476) - 0.05 * total_variation()
 """
 from .base import INPUT, Objective, as_objective, narrow, objective
-from .extra import (activation_weighted, alignment, channel_interpolate, class_logit, direction_cossim,
+from .batchwise import (activation_weighted, alignment, channel_interpolate, class_logit, direction_cossim,
                     neuron_interaction)
 from .penalties import alpha_mean, blur_input_each_step, l1, l2, total_variation
-from .units import channel, deepdream, direction, direction_neuron, diversity, neuron
+from .channel import channel, deepdream, direction, direction_neuron, diversity, neuron
 
 __all__ = [
     "Objective", "objective", "as_objective", "narrow", "INPUT",

@@ -143,7 +143,7 @@ def as_objective(spec: Union[Objective, str]) -> Objective:
         return spec
     if isinstance(spec, (str, Unit)):
         unit = Unit.parse(spec)
-        from .units import channel, neuron  # the leaves build on this module
+        from .channel import channel, neuron  # the leaves build on this module
         if not unit.is_neuron:
             return channel(unit.layer, unit.channel)
         return neuron(unit.layer, unit.channel, x=unit.x, y=unit.y)

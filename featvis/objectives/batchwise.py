@@ -8,7 +8,7 @@ import torch
 
 from .._cache import DeviceCopies
 from .base import Objective, as_objective, narrow, objective
-from .units import Index, _check_len, _label, _per_image_index, _pick, _vector
+from .channel import Index, _check_len, _label, _per_image_index, _pick, _vector
 
 #: Lucid's ``alignment`` compares each image with the next four.
 ALIGNMENT_REACH = 4
