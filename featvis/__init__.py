@@ -8,8 +8,8 @@
 __version__ = "0.1.0"
 
 from . import objectives, param, transforms  # noqa: E402
-from .hooks import activations, capture  # noqa: E402
-from .models import FeatvisModel, layers, list_models, load_model, wrap  # noqa: E402
+from .hooks import capture  # noqa: E402
+from .models import FeatvisModel, activations, layers, list_models, load_model, wrap  # noqa: E402
 from .render import Result, auto_batch, evaluate, render  # noqa: E402
 
 __all__ = [

@@ -41,9 +41,8 @@ from tqdm.auto import tqdm
 from . import __version__
 from . import param as params
 from .errors import UsageError
-from .hooks import activations
 from .io import atomic_write, save_image, sheet
-from .models import list_models, load_model, pick_device
+from .models import activations, list_models, load_model, pick_device
 from .objectives import Objective, channel, diversity, neuron
 from .render import CPU_BATCH, auto_batch as render_auto_batch
 from .render import render

@@ -10,6 +10,7 @@ from typing import Optional, Tuple, Union
 import torch
 
 from .objectives import Objective, alignment, alpha_mean, as_objective, channel_interpolate, l2
+from .objectives.channel import dot_cossim
 from .param import ImageParam, fit_images, fourier, image_tensor
 from .render import Result, render
 from .errors import UsageError
@@ -20,8 +21,6 @@ from .units import Unit
 #: Lucid's caricature recipe (lucid/recipes/caricature.py): gentler than the standard transforms.
 CARICATURE_SCALES = [0.9, 0.95, 1.05, 1.1] + [1.0] * 4
 CARICATURE_ANGLES = list(range(-5, 5)) + [0] * 5
-#: Lucid floors the cosine at 0.1 in its dot-cossim objectives, so the weight never flips the sign.
-COS_FLOOR = 0.1
 
 
 def caricature_transforms():
@@ -57,9 +56,7 @@ def _match(layer: str, n: int, cossim_pow: float) -> Objective:
         t = acts[layer]
         a, ref = t[:n].flatten(1), t[n:].detach().flatten(1)  # (n, C*H*W)
         positions = a.shape[1] // t.shape[1]
-        dot = (a * ref).sum(1)
-        cos = dot / (a.norm(dim=1) * ref.norm(dim=1) + 1e-6)
-        value = dot / positions * cos.clamp(min=COS_FLOOR) ** cossim_pow
+        value = dot_cossim(a, ref, cossim_pow) / positions
         return torch.cat([value, value.new_zeros(n)])
 
     return Objective(fn, [layer], f"caricature({layer})")

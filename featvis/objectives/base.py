@@ -8,7 +8,6 @@ from typing import Callable, Dict, FrozenSet, Iterable, Optional, Sequence, Tupl
 import torch
 
 from ..hooks import INPUT
-from ..units import Unit
 
 Acts = Dict[str, torch.Tensor]
 
@@ -136,18 +135,4 @@ def objective(layers: Iterable[str], name: str, batch=None):
     return deco
 
 
-def as_objective(spec: Union[Objective, str]) -> Objective:
-    """An ``Objective`` as is, or a unit string ``"layer:channel"`` / ``"layer:channel@x,y"`` (a
-    neuron; see :class:`featvis.units.Unit` for the syntax and the coordinates)."""
-    if isinstance(spec, Objective):
-        return spec
-    if isinstance(spec, (str, Unit)):
-        unit = Unit.parse(spec)
-        from .channel import channel, neuron  # the leaves build on this module
-        if not unit.is_neuron:
-            return channel(unit.layer, unit.channel)
-        return neuron(unit.layer, unit.channel, x=unit.x, y=unit.y)
-    raise TypeError(f"objective must be an Objective or a 'layer:channel' string, got {type(spec).__name__}")
-
-
-__all__ = ["Objective", "objective", "as_objective", "narrow", "INPUT"]
+__all__ = ["Objective", "objective", "narrow", "index_tensor", "INPUT"]

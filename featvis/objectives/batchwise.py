@@ -1,22 +1,15 @@
-"""The rest of Lucid's objectives: interpolation and alignment across a batch, class logits,
-interactions, cosine directions and weighted activations."""
+"""Objectives that read the whole batch: diversity (images pushed apart), interpolation and
+alignment (neighbouring images alike)."""
 from __future__ import annotations
 
-from typing import Union
-
 import torch
+import torch.nn.functional as F
 
-from .._cache import DeviceCopies
-from .base import Objective, as_objective, narrow, objective
-from .channel import Index, _check_len, _label, _per_image_index, _pick, _vector
+from .base import Objective, objective
+from .channel import _pick, _spatial_mean
 
 #: Lucid's ``alignment`` compares each image with the next four.
 ALIGNMENT_REACH = 4
-
-
-def _spatial_mean(t: torch.Tensor) -> torch.Tensor:
-    """(B, ...) -> (B,): the mean over everything but the batch; (B,) stays as is."""
-    return t.flatten(1).mean(1) if t.dim() > 1 else t
 
 
 def channel_interpolate(layer1: str, n1: int, layer2: str, n2: int, batch=None) -> Objective:
@@ -62,87 +55,22 @@ def alignment(layer: str, decay_ratio: float = 2.0, batch=None) -> Objective:
     return fn
 
 
-def class_logit(n: Index, layer: str = "logits", batch=None) -> Objective:
-    """The logit of class ``n``: by default of ``"logits"``, the model's output (any featvis model
-    has it); or of another ``layer`` (``featvis layers MODEL`` lists them). Like Lucid's
-    ``class_logit``: the pre-softmax score, which cannot be raised by lowering the other classes.
-    ``n`` may be a list, one class per image. A spatial (B, C, H, W) output is averaged over space.
+def diversity(layer: str, batch=None) -> Objective:
+    """How different the images of a batch are at ``layer`` (Lucid's Gram-matrix diversity term).
 
-    >>> result = featvis.render(model, class_logit(207))   # golden retriever
+    Each image's value is minus the summed cosine similarity of its Gram matrix (channels x
+    channels, over positions) with every other image's, divided by the batch size; summed over
+    images this is Lucid's ``diversity``. It is a score to *maximize*, so add it with a weight:
+    ``channel("mixed4a", 97) + 100 * diversity("mixed4a")``. ``batch=[i, j, ...]`` limits it to a
+    group of images (several channels with several diverse images each, in one batch).
     """
-    n, size = _per_image_index(n, "class_logit")
-
-    @objective([layer], f"class_logit({layer}:{_label(n)})", batch)
-    def fn(acts):
-        return _spatial_mean(_pick(acts[layer], layer, n))
-
-    fn.batch_size = fn.batch_size or size
-    return fn
-
-
-def neuron_interaction(unit1: Union[str, Objective], unit2: Union[str, Objective], batch=None) -> Objective:
-    """Two units at once: the sum of their objectives (the "interaction between neurons" figures of
-    Feature Visualization, Distill 2017). A unit is ``"layer:channel"``, ``"layer:channel@x,y"``
-    or any objective.
-
-    >>> obj = neuron_interaction("mixed4a:476", "mixed4a:460")
-    """
-    a, b = as_objective(unit1), as_objective(unit2)
-    fn, size = narrow(lambda acts: a(acts) + b(acts), batch)
-    name = f"neuron_interaction({a.name}, {b.name})" + ("" if batch is None else f"[batch={batch}]")
-    return Objective(fn, a.layers | b.layers, name, Objective._join(Objective._join(a.batch_size, b.batch_size), size))
-
-
-def direction_cossim(layer: str, vector, cossim_pow: float = 1.0, batch=None) -> Objective:
-    """Cosine similarity between the activation vector at each position and ``vector`` (one entry
-    per channel), averaged over positions (Lucid's ``direction_cossim``): the direction alone, with
-    no reward for large activations. ``cossim_pow`` sharpens it, sign(cos) * |cos| ** cossim_pow
-    (1, the default, is the plain cosine); compare :func:`direction`, the dot product weighted by
-    the cosine.
-
-    >>> obj = direction_cossim("layer3", torch.randn(256), cossim_pow=2)
-    """
-    v = _vector(vector, "direction_cossim")
-    if cossim_pow <= 0:
-        raise ValueError(f"cossim_pow must be positive, got {cossim_pow}")
-
-    @objective([layer], f"direction_cossim({layer})", batch)
+    @objective([layer], f"diversity({layer})", batch)
     def fn(acts):
         t = acts[layer]
-        _check_len(layer, t, v)
-        vv = v.like(t).view(1, -1, *([1] * (t.dim() - 2)))
-        cos = (t * vv).sum(1) / (t.norm(dim=1) * vv.norm() + 1e-4)  # (B, ...); eps as Lucid's _dot_cossim
-        if cossim_pow != 1:
-            cos = cos.sign() * cos.abs().clamp(min=1e-6) ** cossim_pow
-        return _spatial_mean(cos)
-
-    return fn
-
-
-def activation_weighted(layer: str, weights, batch=None) -> Objective:
-    """A weighted sum of ``layer``'s activations (Lucent's ``channel_weight``/``neuron_weight``):
-    ``weights`` broadcasts against one image's output (C, H, W): (C,) weights the channels,
-    (C, H, W) every unit. Summed over channels, averaged over positions, so a one-hot (C,) weight
-    is exactly :func:`channel`.
-
-    >>> obj = activation_weighted("layer3", torch.randn(256))      # layer3 of a ResNet-18: 256 channels
-    """
-    w = DeviceCopies(torch.as_tensor(weights, dtype=torch.float32))
-    if w.tensor.dim() == 0:
-        raise ValueError("activation_weighted needs a weight per channel (C,) or per unit (C, H, W), got a scalar")
-
-    @objective([layer], f"activation_weighted({layer})", batch)
-    def fn(acts):
-        t = acts[layer]
-        ww = w.like(t)
-        if ww.dim() == 1:
-            _check_len(layer, t, ww)
-            ww = ww.view(-1, *([1] * (t.dim() - 2)))
-        try:
-            prod = t * ww  # (B, C, ...)
-        except RuntimeError:
-            raise ValueError(f"weights of shape {tuple(w.shape)} do not fit layer {layer!r}, whose output is "
-                             f"{tuple(t.shape[1:])} per image; give (C,) or that shape") from None
-        return _spatial_mean(prod.sum(1))
+        B, C = t.shape[:2]
+        flat = t.reshape(B, C, -1)  # (B, C, HW)
+        gram = F.normalize((flat @ flat.transpose(1, 2)).reshape(B, -1), dim=1, eps=1e-10)  # (B, C*C)
+        sim = gram @ gram.T  # (B, B)
+        return -(sim.sum(1) - sim.diagonal()) / B
 
     return fn

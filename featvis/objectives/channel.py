@@ -1,14 +1,15 @@
-"""Objectives on units of a layer: neurons, channels, directions, and the batch-wide diversity term."""
+"""Objectives that read units of one layer: neurons, channels, directions, class logits, weighted
+activations; and ``as_objective``, which turns a ``"layer:channel@x,y"`` string into one of them."""
 from __future__ import annotations
 
 import numbers
 from typing import Optional, Sequence, Union
 
 import torch
-import torch.nn.functional as F
 
 from .._cache import DeviceCopies
-from .base import Objective, index_tensor, objective
+from ..units import Unit
+from .base import Objective, index_tensor, narrow, objective
 
 Index = Union[int, Sequence[int]]
 
@@ -106,17 +107,32 @@ def _check_len(layer, t, v):
         raise ValueError(f"direction vector has {v.shape[0]} entries but layer {layer!r} has {t.shape[1]} channels")
 
 
-def _dot_cossim(t: torch.Tensor, v: DeviceCopies, cossim_pow: float) -> torch.Tensor:
-    """(B, C, ...) . (C,) -> (B, ...): dot product weighted by cosine similarity ** cossim_pow.
+#: Lucid's ``_dot_cossim``: the epsilon added to each norm, and the floor of the cosine (so that
+#: the weight never flips the sign of the dot product). The one place featvis computes a cosine.
+COS_EPS = 1e-4
+COS_FLOOR = 0.1
 
-    As in Lucid: the cosine is floored at 0.1 so that the weight never flips the sign of the dot.
+
+def cosine(a: torch.Tensor, b: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Cosine similarity of ``a`` and ``b`` (broadcast against each other) along ``dim``."""
+    return (a * b).sum(dim) / (a.norm(dim=dim) + COS_EPS) / (b.norm(dim=dim) + COS_EPS)
+
+
+def dot_cossim(a: torch.Tensor, b: torch.Tensor, cossim_pow: float, dim: int = 1) -> torch.Tensor:
+    """The dot product of ``a`` and ``b`` along ``dim``, weighted by their cosine similarity
+    (floored at :data:`COS_FLOOR`) to the power ``cossim_pow``; ``cossim_pow=0`` is the plain dot.
+
+    As Lucid's ``_dot_cossim``: the optimization cannot win just by making every channel large.
     """
-    v = v.like(t).view(1, -1, *([1] * (t.dim() - 2)))
-    dot = (t * v).sum(1)
+    dot = (a * b).sum(dim)
     if cossim_pow == 0:
         return dot
-    cos = dot / (t.norm(dim=1) + 1e-4) / (v.norm() + 1e-4)  # eps 1e-4 as Lucid's _dot_cossim
-    return dot * cos.clamp(min=0.1) ** cossim_pow
+    return dot * cosine(a, b, dim).clamp(min=COS_FLOOR) ** cossim_pow
+
+
+def _spatial_mean(t: torch.Tensor) -> torch.Tensor:
+    """(B, ...) -> (B,): the mean over everything but the batch; (B,) stays as is."""
+    return t.flatten(1).mean(1) if t.dim() > 1 else t
 
 
 def direction(layer: str, vector, cossim_pow: float = 1.0, batch=None) -> Objective:
@@ -132,7 +148,7 @@ def direction(layer: str, vector, cossim_pow: float = 1.0, batch=None) -> Object
     def fn(acts):
         t = acts[layer]
         _check_len(layer, t, v)
-        return _dot_cossim(t, v, cossim_pow).flatten(1).mean(1)
+        return dot_cossim(t, v.like(t).view(1, -1, *([1] * (t.dim() - 2))), cossim_pow).flatten(1).mean(1)
 
     return fn
 
@@ -150,7 +166,7 @@ def direction_neuron(layer: str, vector, x: Optional[int] = None, y: Optional[in
             raise ValueError(f"direction_neuron() needs a spatial layer; {layer!r} gives shape {tuple(t.shape)}")
         H, W = t.shape[2:]
         t = t[:, :, _centre_or(y, H, "y", layer), _centre_or(x, W, "x", layer)]
-        return _dot_cossim(t, v, cossim_pow)
+        return dot_cossim(t, v.like(t).view(1, -1), cossim_pow)
 
     return fn
 
@@ -164,22 +180,99 @@ def deepdream(layer: str, batch=None) -> Objective:
     return fn
 
 
-def diversity(layer: str, batch=None) -> Objective:
-    """How different the images of a batch are at ``layer`` (Lucid's Gram-matrix diversity term).
+def class_logit(n: Index, layer: str = "logits", batch=None) -> Objective:
+    """The logit of class ``n``: by default of ``"logits"``, the model's output (any featvis model
+    has it); or of another ``layer`` (``featvis layers MODEL`` lists them). Like Lucid's
+    ``class_logit``: the pre-softmax score, which cannot be raised by lowering the other classes.
+    ``n`` may be a list, one class per image. A spatial (B, C, H, W) output is averaged over space.
 
-    Each image's value is minus the summed cosine similarity of its Gram matrix (channels x
-    channels, over positions) with every other image's, divided by the batch size; summed over
-    images this is Lucid's ``diversity``. It is a score to *maximize*, so add it with a weight:
-    ``channel("mixed4a", 97) + 100 * diversity("mixed4a")``. ``batch=[i, j, ...]`` limits it to a
-    group of images (several channels with several diverse images each, in one batch).
+    >>> result = featvis.render(model, class_logit(207))   # golden retriever
     """
-    @objective([layer], f"diversity({layer})", batch)
+    n, size = _per_image_index(n, "class_logit")
+
+    @objective([layer], f"class_logit({layer}:{_label(n)})", batch)
+    def fn(acts):
+        return _spatial_mean(_pick(acts[layer], layer, n))
+
+    fn.batch_size = fn.batch_size or size
+    return fn
+
+
+def neuron_interaction(unit1: Union[str, Objective], unit2: Union[str, Objective], batch=None) -> Objective:
+    """Two units at once: the sum of their objectives (the "interaction between neurons" figures of
+    Feature Visualization, Distill 2017). A unit is ``"layer:channel"``, ``"layer:channel@x,y"``
+    or any objective.
+
+    >>> obj = neuron_interaction("mixed4a:476", "mixed4a:460")
+    """
+    a, b = as_objective(unit1), as_objective(unit2)
+    fn, size = narrow(lambda acts: a(acts) + b(acts), batch)
+    name = f"neuron_interaction({a.name}, {b.name})" + ("" if batch is None else f"[batch={batch}]")
+    return Objective(fn, a.layers | b.layers, name, Objective._join(Objective._join(a.batch_size, b.batch_size), size))
+
+
+def direction_cossim(layer: str, vector, cossim_pow: float = 1.0, batch=None) -> Objective:
+    """Cosine similarity between the activation vector at each position and ``vector`` (one entry
+    per channel), averaged over positions (Lucid's ``direction_cossim``): the direction alone, with
+    no reward for large activations. ``cossim_pow`` sharpens it, sign(cos) * |cos| ** cossim_pow
+    (1, the default, is the plain cosine); compare :func:`direction`, the dot product weighted by
+    the cosine.
+
+    >>> obj = direction_cossim("layer3", torch.randn(256), cossim_pow=2)
+    """
+    v = _vector(vector, "direction_cossim")
+    if cossim_pow <= 0:
+        raise ValueError(f"cossim_pow must be positive, got {cossim_pow}")
+
+    @objective([layer], f"direction_cossim({layer})", batch)
     def fn(acts):
         t = acts[layer]
-        B, C = t.shape[:2]
-        flat = t.reshape(B, C, -1)  # (B, C, HW)
-        gram = F.normalize((flat @ flat.transpose(1, 2)).reshape(B, -1), dim=1, eps=1e-10)  # (B, C*C)
-        sim = gram @ gram.T  # (B, B)
-        return -(sim.sum(1) - sim.diagonal()) / B
+        _check_len(layer, t, v)
+        cos = cosine(t, v.like(t).view(1, -1, *([1] * (t.dim() - 2))))  # (B, ...)
+        if cossim_pow != 1:
+            cos = cos.sign() * cos.abs().clamp(min=1e-6) ** cossim_pow
+        return _spatial_mean(cos)
 
     return fn
+
+
+def activation_weighted(layer: str, weights, batch=None) -> Objective:
+    """A weighted sum of ``layer``'s activations (Lucent's ``channel_weight``/``neuron_weight``):
+    ``weights`` broadcasts against one image's output (C, H, W): (C,) weights the channels,
+    (C, H, W) every unit. Summed over channels, averaged over positions, so a one-hot (C,) weight
+    is exactly :func:`channel`.
+
+    >>> obj = activation_weighted("layer3", torch.randn(256))      # layer3 of a ResNet-18: 256 channels
+    """
+    w = DeviceCopies(torch.as_tensor(weights, dtype=torch.float32))
+    if w.tensor.dim() == 0:
+        raise ValueError("activation_weighted needs a weight per channel (C,) or per unit (C, H, W), got a scalar")
+
+    @objective([layer], f"activation_weighted({layer})", batch)
+    def fn(acts):
+        t = acts[layer]
+        ww = w.like(t)
+        if ww.dim() == 1:
+            _check_len(layer, t, ww)
+            ww = ww.view(-1, *([1] * (t.dim() - 2)))
+        try:
+            prod = t * ww  # (B, C, ...)
+        except RuntimeError:
+            raise ValueError(f"weights of shape {tuple(w.shape)} do not fit layer {layer!r}, whose output is "
+                             f"{tuple(t.shape[1:])} per image; give (C,) or that shape") from None
+        return _spatial_mean(prod.sum(1))
+
+    return fn
+
+
+def as_objective(spec: Union[Objective, str]) -> Objective:
+    """An ``Objective`` as is, or a unit string ``"layer:channel"`` / ``"layer:channel@x,y"`` (a
+    neuron; see :class:`featvis.units.Unit` for the syntax and the coordinates)."""
+    if isinstance(spec, Objective):
+        return spec
+    if isinstance(spec, (str, Unit)):
+        unit = Unit.parse(spec)
+        if not unit.is_neuron:
+            return channel(unit.layer, unit.channel)
+        return neuron(unit.layer, unit.channel, x=unit.x, y=unit.y)
+    raise TypeError(f"objective must be an Objective or a 'layer:channel' string, got {type(spec).__name__}")
