@@ -10,7 +10,7 @@ from typing import Optional, Tuple, Union
 import torch
 
 from .objectives import Objective, alignment, alpha_mean, as_objective, channel_interpolate, l2
-from .objectives.channel import dot_cossim
+from .objectives.channels import dot_cossim
 from .param import ImageParam, fit_images, fourier, image_tensor
 from .render import Result, render
 from .errors import UsageError

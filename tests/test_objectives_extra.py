@@ -12,7 +12,7 @@ from featvis import param as P
 
 from .conftest import tiny_model
 from featvis import recipes
-from featvis.objectives.channel import COS_EPS, cosine, dot_cossim
+from featvis.objectives.channels import COS_EPS, cosine, dot_cossim
 from featvis.objectives import (INPUT, activation_weighted, alignment, alpha_mean, blur_input_each_step, channel,
                                 channel_interpolate, class_logit, direction_cossim, l1, l2, neuron,
                                 neuron_interaction)

@@ -1,6 +1,6 @@
 """Objectives: per-image scores to maximize, composable with ``+ - * /``.
 
-Grouped by what they read: :mod:`.channel` (units of one layer: neuron, channel, direction,
+Grouped by what they read: :mod:`.channels` (units of one layer: neuron, channel, direction,
 class logit; and ``as_objective`` for ``"layer:channel@x,y"``), :mod:`.batchwise` (the whole batch:
 diversity, interpolation, alignment), :mod:`.penalties` (the image: total variation, L1, L2, blur,
 alpha); :mod:`.base` holds ``Objective`` and its algebra.
@@ -10,7 +10,7 @@ alpha); :mod:`.base` holds ``Objective`` and its algebra.
 """
 from .base import INPUT, Objective, narrow, objective
 from .batchwise import alignment, channel_interpolate, diversity
-from .channel import (activation_weighted, as_objective, channel, class_logit, deepdream, direction,
+from .channels import (activation_weighted, as_objective, channel, class_logit, deepdream, direction,
                       direction_cossim, direction_neuron, neuron, neuron_interaction)
 from .penalties import alpha_mean, blur_input_each_step, l1, l2, total_variation
 

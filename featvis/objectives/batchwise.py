@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Objective, objective
-from .channel import _pick, _spatial_mean
+from .channels import _pick, _spatial_mean
 
 #: Lucid's ``alignment`` compares each image with the next four.
 ALIGNMENT_REACH = 4
