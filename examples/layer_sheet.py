@@ -11,7 +11,7 @@ import math
 
 import featvis
 from featvis.objectives import channel
-from featvis.batch import parse_channels
+from featvis.units import parse_channels
 
 import _common as common
 

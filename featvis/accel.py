@@ -19,7 +19,7 @@ from typing import Callable, Dict, Iterable, Iterator, Optional, Union
 import torch
 from torch import fx, nn
 
-from .hooks import INPUT, capture, resolve
+from .hooks import capture, model_layers, resolve
 
 #: ``render(precision=...)``: the autocast dtype of the model (None: no autocast).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -103,7 +103,7 @@ def truncate(model: nn.Module, layers: Iterable[str]) -> fx.GraphModule:
     control flow, for instance). Outputs other than the last are copies, as in :func:`capture`, so
     that a later in-place op cannot change them.
     """
-    names = [n for n in dict.fromkeys(layers) if n != INPUT]
+    names = model_layers(layers)
     if not names:
         raise ValueError("truncate() needs at least one layer")
     modules = resolve(model, names)
@@ -139,7 +139,7 @@ class ModelRunner:
     speed-ups chosen for the device. Use inside :func:`model_runner`."""
 
     def __init__(self, model, layers, device, precision, compiled, stack: ExitStack):
-        self.model, self.layers = model, [n for n in dict.fromkeys(layers) if n != INPUT]
+        self.model, self.layers = model, model_layers(layers)
         dtype = check_precision(precision)
         self._autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
         self.channels_last = CHANNELS_LAST.get(device.type, False)
@@ -201,7 +201,7 @@ def compile_prefix(model: nn.Module, layers: Iterable[str], backend: Union[bool,
     """``torch.compile`` of :func:`truncate` (``model`` up to ``layers``), kept for later renders
     of the same model and layers; ``None``, with a warning, where the model cannot be traced.
     Compilation itself happens on the first call (and again for a new input shape)."""
-    layers = tuple(n for n in dict.fromkeys(layers) if n != INPUT)
+    layers = tuple(model_layers(layers))
     if not layers:
         return None
     cache = _COMPILED.setdefault(model, {})

@@ -27,7 +27,6 @@ import math
 import os
 import pickle
 import platform
-import re
 import signal
 import sys
 import threading
@@ -44,12 +43,12 @@ from . import __version__
 from . import param as params
 from .errors import UsageError
 from .folder import MAIN, MANIFEST, MANIFEST_VERSION, RenderFolder  # noqa: F401  (MANIFEST*: re-exported)
-from .hooks import activations
-from .models import list_models, load_model, pick_device
+from .models import activations, list_models, load_model, pick_device
 from .objectives import Objective, channel, diversity, neuron
 from .render import CPU_BATCH, auto_batch as render_auto_batch
 from .render import render
 from .rng import derive_seed
+from .units import SPEC_HELP, ChannelSpec, parse_channels  # noqa: F401  (parse_channels: old import path)
 
 #: Weight of the diversity term: Lucid's diversity notebook uses ``channel - 1e2 * diversity``
 #: with Lucid's (positive) similarity, i.e. ``channel + 100 * diversity`` with featvis's sign.
@@ -66,7 +65,6 @@ FORMATS = ("png",)
 MAX_SIZE = 4096
 #: Seeds are 63-bit (featvis.rng.derive_seed) and non-negative.
 MAX_SEED = 2**63 - 1
-SPEC_HELP = "all, a range like 0:64, a list like 3,17,476, or a mix like 0:8,476"
 
 
 # --- what to render ----------------------------------------------------------------------------
@@ -85,52 +83,6 @@ class Settings:
     seed: int = 0
     format: str = "png"
     device: str = "cpu"  # the device type that ran ("cpu", "cuda"): the two round differently
-
-
-#: No layer has more channels than this; a spec beyond it is refused before it is expanded.
-MAX_CHANNELS = 1 << 20
-_SPEC_PART = re.compile(r"^(\d*):(\d*)$|^(\d+)$")
-
-
-def parse_channels(spec: str, count: Optional[int] = None, where: str = "the layer") -> List[int]:
-    """Channel numbers from ``SPEC``: ``all``, ``0:64`` (64 excluded), ``3,17,476``, ``0:8,476``.
-
-    Returns them sorted, without repeats. ``count`` (the layer's channels) is needed for ``all``
-    and open ranges (``8:``); with it, channels out of range raise :class:`UsageError`. Without
-    it only the syntax is checked (``all`` and open ends give ``[]``).
-    """
-    text = str(spec).strip()
-    if len(text) > 100_000:
-        raise UsageError(f"channel spec of {len(text)} characters is too long; use ranges like 0:64")
-    if text == "all":
-        return list(range(count)) if count is not None else []
-    ranges = []  # (start, stop): checked before any is expanded, so "0:50000000" costs nothing
-    for part in text.split(","):
-        m = _SPEC_PART.match(part.strip())
-        if not m:
-            raise UsageError(f"bad channel spec {spec!r} (at {part.strip()!r}): expected {SPEC_HELP}")
-        if m.group(3) is not None:
-            ranges.append((int(m.group(3)), int(m.group(3)) + 1))
-            continue
-        start = int(m.group(1) or 0)
-        if m.group(2) == "" and count is None:
-            continue
-        stop = int(m.group(2)) if m.group(2) else count
-        if stop <= start:
-            raise UsageError(f"bad channel spec {spec!r}: range {part.strip()!r} is empty; write start:stop with stop > start, e.g. 0:64")
-        ranges.append((start, stop))
-    if count is not None:
-        bad = min((stop - 1 for start, stop in ranges if stop > count), default=None)
-        if bad is not None:
-            first = min(max(start, count) for start, stop in ranges if stop > count)
-            raise UsageError(f"channel {first} is out of range: {where} has {count} channels (0..{count - 1}); "
-                             f"use e.g. --channels 0:{count} or --channels all")
-    elif sum(stop - start for start, stop in ranges) > MAX_CHANNELS:
-        raise UsageError(f"channel spec {spec!r} selects more than {MAX_CHANNELS} channels; no layer has that many")
-    chans = set()
-    for start, stop in ranges:
-        chans.update(range(start, stop))
-    return sorted(chans)
 
 
 def image_seed(seed: int, channel_index: int, k: int = 0) -> int:
@@ -396,7 +348,7 @@ def prepare(model: str, layer: str, channels: str = "all", out="renders", weight
     folder that holds renders with other settings (unless ``force``: then it starts over there).
     Channels whose images the manifest records, with the files intact, are skipped (``pending``).
     """
-    parse_channels(channels)  # the syntax, before anything slow
+    ChannelSpec.parse(channels)  # the syntax, before anything slow
     for name, value, low, high in (("--size", size, 8, MAX_SIZE), ("--steps", steps, 1, None),
                                    ("--diversity", diversity, 1, 1024), ("--seed", seed, 0, MAX_SEED)):
         if not isinstance(value, int) or isinstance(value, bool):

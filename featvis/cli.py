@@ -25,10 +25,38 @@ PROG = "featvis"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad command line is one line (and status 2) like every other usage error."""
+    """argparse, but a bad command line is one line (and status 2) like every other usage error.
+
+    A subcommand whose arguments live in a heavy module (topk, figure, selfcheck) adds them through
+    ``fill``, called only when that subcommand is parsed or its help shown, so that ``featvis
+    --help`` and ``featvis models`` import none of them (nor torch).
+    """
+
+    fill: Optional[Callable[["_Parser"], None]] = None
 
     def error(self, message):
         raise UsageError(f"{message} (see: {self.prog} --help)")
+
+    def _filled(self):
+        fill, self.fill = self.fill, None
+        if fill is not None:
+            fill(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._filled()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self):
+        self._filled()
+        return super().format_help()
+
+
+def _lazy(module: str, attr: str) -> Callable:
+    """``featvis.<module>.<attr>``, imported when called."""
+    def call(*args, **kwargs):
+        return getattr(importlib.import_module(f"featvis.{module}"), attr)(*args, **kwargs)
+    call.__name__ = attr
+    return call
 
 
 def _add(sub, name: str, run: Callable[[argparse.Namespace], int], help: str, description: str = None):
@@ -215,22 +243,19 @@ def _examples_sheet(folder, manifest: dict, layers: List[str], args) -> int:
 # --- featvis topk / figure / selfcheck: the arguments and the work live in their modules ----------
 
 def cmd_topk(sub):
-    from . import topk
-    p = _add(sub, "topk", topk.run, "record each channel's top-k dataset images and crops into a render folder")
-    topk.add_arguments(p)
+    p = _add(sub, "topk", _lazy("topk", "run"), "record each channel's top-k dataset images and crops into a render folder")
+    p.fill = _lazy("topk", "add_arguments")
 
 
 def cmd_figure(sub):
-    from . import figure_spec
-    p = _add(sub, "figure", figure_spec.run, "render a figure declared in a JSON spec, in one batch")
-    figure_spec.add_arguments(p)
+    p = _add(sub, "figure", _lazy("figure_spec", "run"), "render a figure declared in a JSON spec, in one batch")
+    p.fill = _lazy("figure_spec", "add_arguments")
 
 
 def cmd_selfcheck(sub):
-    from . import selfcheck
-    p = _add(sub, "selfcheck", selfcheck.run_args,
+    p = _add(sub, "selfcheck", _lazy("selfcheck", "run_args"),
              "render every unit of the hand-coded model and check orientation and curvature")
-    selfcheck.add_arguments(p)
+    p.fill = _lazy("selfcheck", "add_arguments")
 
 
 def cmd_merge(sub):

@@ -26,7 +26,6 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import re
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -34,8 +33,8 @@ from .errors import UsageError
 from .io import figure, figure_layout
 from .objectives import Objective, channel, neuron
 from .param import fourier
+from .units import Unit
 
-_TERM = re.compile(r"^(?P<neg>-)?(?P<layer>[^:@+]+):(?P<n>\d+)(?:@(?P<x>\d+),(?P<y>\d+))?$")
 #: Keys a spec may have (anything else is a typo worth reporting).
 KEYS = {"model", "weights", "size", "steps", "seed", "lr", "batch", "rows", "col_titles", "captions", "figure", "out"}
 
@@ -45,16 +44,17 @@ def cell_objective(text: str, index: int) -> Objective:
     terms = [t.strip() for t in str(text).split("+")]
     total = None
     for term in terms:
-        m = _TERM.match(term)
-        if not m:
+        negate = term.startswith("-")
+        try:
+            unit = Unit.parse(term[1:] if negate else term)
+        except UsageError:
             raise UsageError(f"cell {text!r}: cannot read {term!r}; expected 'layer:channel', 'layer:channel@x,y', "
-                             "several joined by '+', each optionally with a leading '-'")
-        layer, n = m.group("layer"), int(m.group("n"))
-        if m.group("x") is None:
-            obj = channel(layer, n, batch=index)
+                             "several joined by '+', each optionally with a leading '-'") from None
+        if not unit.is_neuron:
+            obj = channel(unit.layer, unit.channel, batch=index)
         else:
-            obj = neuron(layer, n, x=int(m.group("x")), y=int(m.group("y")), batch=index)
-        obj = -obj if m.group("neg") else obj
+            obj = neuron(unit.layer, unit.channel, x=unit.x, y=unit.y, batch=index)
+        obj = -obj if negate else obj
         total = obj if total is None else total + obj
     return total
 

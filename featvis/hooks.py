@@ -1,6 +1,7 @@
 """Recording layer outputs by name, and stopping the forward pass once they are all in.
 
-``capture(model, names)`` is the only place featvis registers hooks. Hooks exist only inside its
+``capture(model, names)`` is the only place featvis registers hooks (``featvis.activations``, in
+:mod:`featvis.models.listing`, is plain inference on top of it). Hooks exist only inside its
 ``with`` block, only on the modules that were asked for, and are removed when the block ends, on
 error too.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from contextlib import contextmanager
-from typing import Dict, Iterable, Iterator, Mapping
+from typing import Dict, Iterable, Iterator, List, Mapping
 
 import torch
 from torch import nn
@@ -17,6 +18,13 @@ from .errors import NotFound
 
 #: The pseudo-layer that names the image itself (the param's output, before transforms).
 INPUT = "input"
+
+
+def model_layers(names: Iterable[str]) -> List[str]:
+    """The names that are modules of the model: each once, in the order given, without
+    :data:`INPUT` (the image, which the caller supplies). The one clean-up of a list of layer names
+    (hooks and accel both take lists that objectives built)."""
+    return [n for n in dict.fromkeys(names) if n != INPUT]
 
 
 class _StopForward(Exception):
@@ -132,26 +140,10 @@ def capture(model: nn.Module, layer_names: Iterable[str]) -> Iterator[Capture]:
 
     Raises ``KeyError`` naming close matches for a layer that is not in the model.
     """
-    names = [n for n in dict.fromkeys(layer_names) if n != INPUT]
+    names = model_layers(layer_names)
     cap = Capture(model, resolve(model, names))
     cap._attach()
     try:
         yield cap
     finally:
         cap._detach()
-
-
-def activations(model: nn.Module, images: torch.Tensor, layers: Iterable[str] | str) -> Dict[str, torch.Tensor]:
-    """Outputs of ``layers`` for a batch of [0,1] ``images``, without gradients.
-
-    ``model`` is wrapped with ImageNet normalization unless it is already a featvis model (see
-    :func:`featvis.wrap`). The forward pass stops after the last requested layer.
-    """
-    from .models import as_model
-
-    if isinstance(layers, str):
-        layers = [layers]
-    model = as_model(model)
-    device = next(iter(model.parameters()), torch.empty(0)).device
-    with torch.no_grad(), capture(model, layers) as run:
-        return run(images.to(device))

@@ -10,16 +10,17 @@ from typing import Optional, Tuple, Union
 import torch
 
 from .objectives import Objective, alignment, alpha_mean, as_objective, channel_interpolate, l2
+from .objectives.channels import dot_cossim
 from .param import ImageParam, fit_images, fourier, image_tensor
 from .render import Result, render
+from .errors import UsageError
 from .rng import RandomSource, image_seeds
 from .transforms import compose, jitter, pad, random_rotate, random_scale
+from .units import Unit
 
 #: Lucid's caricature recipe (lucid/recipes/caricature.py): gentler than the standard transforms.
 CARICATURE_SCALES = [0.9, 0.95, 1.05, 1.1] + [1.0] * 4
 CARICATURE_ANGLES = list(range(-5, 5)) + [0] * 5
-#: Lucid floors the cosine at 0.1 in its dot-cossim objectives, so the weight never flips the sign.
-COS_FLOOR = 0.1
 
 
 def caricature_transforms():
@@ -55,9 +56,7 @@ def _match(layer: str, n: int, cossim_pow: float) -> Objective:
         t = acts[layer]
         a, ref = t[:n].flatten(1), t[n:].detach().flatten(1)  # (n, C*H*W)
         positions = a.shape[1] // t.shape[1]
-        dot = (a * ref).sum(1)
-        cos = dot / (a.norm(dim=1) * ref.norm(dim=1) + 1e-6)
-        value = dot / positions * cos.clamp(min=COS_FLOOR) ** cossim_pow
+        value = dot_cossim(a, ref, cossim_pow) / positions
         return torch.cat([value, value.new_zeros(n)])
 
     return Objective(fn, [layer], f"caricature({layer})")
@@ -121,13 +120,10 @@ def transparent(model, objective: Union[str, Objective], size: int = 128, alpha_
 
 
 def _unit(u) -> Tuple[str, int]:
-    if isinstance(u, str) and ":" in u:
-        layer, n = u.rsplit(":", 1)
-        if n.isdigit():
-            return layer, int(n)
-    if isinstance(u, tuple) and len(u) == 2:
-        return str(u[0]), int(u[1])
-    raise ValueError(f"unit {u!r}: expected 'layer:channel' (e.g. 'mixed4a:476') or (layer, channel)")
+    unit = Unit.parse(u)
+    if unit.is_neuron:
+        raise UsageError(f"unit {u!r}: interpolate() morphs whole channels; drop the '@x,y'")
+    return unit.layer, unit.channel
 
 
 def interpolate(model, unit1, unit2, frames: int = 5, size: int = 128, alignment_weight: float = 0.1,

@@ -296,7 +296,7 @@ class TopK:
 
 def _channel_list(channels, n_channels: int) -> List[int]:
     """``None``/``"all"``, a SPEC string (``0:64``, ``3,17,476``; as ``featvis render``), or ints."""
-    from .batch import parse_channels
+    from .units import parse_channels
     if channels is None or isinstance(channels, str):
         return parse_channels(channels or "all", n_channels)
     chosen = [int(channels)] if isinstance(channels, int) else [int(c) for c in channels]

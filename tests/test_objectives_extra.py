@@ -12,6 +12,7 @@ from featvis import param as P
 
 from .conftest import tiny_model
 from featvis import recipes
+from featvis.objectives.channels import COS_EPS, cosine, dot_cossim
 from featvis.objectives import (INPUT, activation_weighted, alignment, alpha_mean, blur_input_each_step, channel,
                                 channel_interpolate, class_logit, direction_cossim, l1, l2, neuron,
                                 neuron_interaction)
@@ -71,7 +72,7 @@ def test_direction_cossim_is_a_cosine():
     out = direction_cossim("l", v)({"l": t})
     assert torch.allclose(out, torch.tensor([1.0, -1.0]), atol=1e-4)
     t2 = torch.tensor([1.0, 1.0, 0.0]).view(1, 3, 1, 1)
-    cos = 3 / (5 ** 0.5 * 2 ** 0.5)
+    cos = 3 / (5 ** 0.5 + COS_EPS) / (2 ** 0.5 + COS_EPS)  # the one cosine, with its epsilon
     assert torch.allclose(direction_cossim("l", v, cossim_pow=3)({"l": t2}), torch.tensor([cos ** 3]), atol=1e-4)
 
 
@@ -218,3 +219,17 @@ def test_caricature_target_goes_through_the_same_transforms(model):
     assert len(seen) == 3
     for out in seen:
         assert torch.allclose(out[0], out[1], atol=1e-6)
+
+
+def test_one_cosine_weighted_dot_product():
+    """direction, direction_neuron, direction_cossim and caricature share one cosine (one epsilon)."""
+    a = torch.tensor([[3.0, 4.0, 0.0], [-1.0, 0.0, 0.0]])
+    b = torch.tensor([[3.0, 4.0, 0.0], [1.0, 0.0, 0.0]])
+    assert torch.allclose(cosine(a, b), torch.tensor([25 / (5 + COS_EPS) ** 2, -1 / (1 + COS_EPS) ** 2]))
+    assert torch.equal(dot_cossim(a, b, 0), torch.tensor([25.0, -1.0]))
+    # the cosine is floored at 0.1, so the weight never flips the dot product's sign
+    assert torch.allclose(dot_cossim(a, b, 2), torch.tensor([25 * (25 / (5 + COS_EPS) ** 2) ** 2, -1 * 0.1 ** 2]))
+    import inspect
+    from featvis.objectives import direction_cossim
+    assert "cosine(" in inspect.getsource(direction_cossim) and "dot_cossim(" in inspect.getsource(featvis.recipes)
+    assert ".norm(" not in inspect.getsource(featvis.recipes)

@@ -64,7 +64,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import register
 from .wrap import FeatvisModel, wrap
 
 #: Number of line orientations (22.5 degree steps) and curve bend directions (45 degree steps).
@@ -255,7 +254,6 @@ def describe(unit: dict) -> str:
     return f"line {unit['orientation']:g} {unit['colour']}"
 
 
-@register("handcoded", "hand-coded ground truth: oriented line detectors (edges) and curve detectors (curves); no download")
 def build(weights="default") -> FeatvisModel:
     """The hand-coded model, wrapped: [0, 1] images in, centred to [-1, 1]; ``model.preferred``."""
     if weights not in ("default", None):

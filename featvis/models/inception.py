@@ -19,7 +19,6 @@ from torch import nn
 
 from . import weights as W
 from .redirect import ReLU
-from .registry import register
 from .wrap import FeatvisModel
 
 #: Inception blocks: (name, input channels, 1x1, 3x3 bottleneck, 3x3, 5x5 bottleneck, 5x5, pool
@@ -200,7 +199,6 @@ def _fetch_default():
     return W.read_state_dict(path, "inceptionv1", cached=True), W.INCEPTION5H.url
 
 
-@register("inceptionv1", "Lucid's InceptionV1 (GoogLeNet, TF inception5h graph, 1008 classes): the circuits model")
 def build_inceptionv1(weights="default") -> InceptionV1Model:
     """Lucid's InceptionV1 with ``weights`` ("default", a path, a state dict, or None)."""
     state_dict, source = W.resolve(weights, "inceptionv1", _fetch_default)

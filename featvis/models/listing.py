@@ -1,12 +1,13 @@
-"""``layers(model)``: what can be hooked, with types and output shapes, so nobody guesses."""
+"""``layers(model)``: what can be hooked, with types and output shapes, so nobody guesses; and
+``activations(model, images, layers)``: those layers' outputs, for plain inference."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 
-from ..hooks import named_layers
+from ..hooks import capture, named_layers
 from .wrap import as_model
 
 
@@ -68,3 +69,17 @@ def layers(model, size: int = 224) -> List[LayerInfo]:
         out.append(LayerInfo(name, type(module).__name__, shape[0] if shape else None, shape,
                              block=name in blocks, aliases=tuple(aliases.get(name, ()))))
     return out
+
+
+def activations(model, images: torch.Tensor, layers: Iterable[str] | str) -> Dict[str, torch.Tensor]:
+    """Outputs of ``layers`` for a batch of [0,1] ``images``, without gradients.
+
+    ``model`` is wrapped with ImageNet normalization unless it is already a featvis model (see
+    :func:`featvis.wrap`). The forward pass stops after the last requested layer.
+    """
+    if isinstance(layers, str):
+        layers = [layers]
+    model = as_model(model)
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    with torch.no_grad(), capture(model, layers) as run:
+        return run(images.to(device))

@@ -1,31 +1,73 @@
 """Named models: ``load_model(name)`` and ``list_models()``.
 
-Each model module registers a builder with :func:`register`; a builder takes ``weights``
-("default", a path, or None) and returns a :class:`~featvis.models.wrap.FeatvisModel`.
+The zoo's models are declared here by name, description and the dotted path of their builder,
+so that listing them (``featvis models``) imports neither torch nor torchvision; the builder's
+module is imported on the first :func:`load_model`. Plugins add models with :func:`register`; a
+builder takes ``weights`` ("default", a path, or None) and returns a
+:class:`~featvis.models.wrap.FeatvisModel`.
 """
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
-
-import torch
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple, Union
 
 from ..errors import NotFound
 
-from .wrap import FeatvisModel
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from .wrap import FeatvisModel
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A registered model: its name, one-line description and builder."""
+    """A registered model: its name, one-line description and builder (a callable, or
+    ``"module:function"`` imported on first use; ``args`` go before ``weights``)."""
 
     name: str
     description: str
-    build: Callable[..., FeatvisModel]
+    build: Union[Callable[..., "FeatvisModel"], str]
+    args: Tuple = ()
+
+    def builder(self) -> Callable[..., "FeatvisModel"]:
+        """The builder, importing its module if it is given by name."""
+        build = self.build
+        if isinstance(build, str):
+            module, attr = build.split(":")
+            build = getattr(importlib.import_module(module), attr)
+        return functools.partial(build, *self.args) if self.args else build
 
 
-_REGISTRY: Dict[str, ModelEntry] = {}
+#: torchvision's models and the name of their ``DEFAULT`` weights enum member (torchvision 0.15+;
+#: tests/test_startup.py checks these against torchvision itself).
+TORCHVISION = {
+    "googlenet": ("GoogLeNet / Inception v1 as trained by torchvision (ImageNet-1k, BatchNorm; not Lucid's)", "IMAGENET1K_V1"),
+    "resnet18": ("ResNet-18 (torchvision, ImageNet-1k)", "IMAGENET1K_V1"),
+    "resnet34": ("ResNet-34 (torchvision, ImageNet-1k)", "IMAGENET1K_V1"),
+    "resnet50": ("ResNet-50 (torchvision, ImageNet-1k)", "IMAGENET1K_V2"),
+    "resnet101": ("ResNet-101 (torchvision, ImageNet-1k)", "IMAGENET1K_V2"),
+    "resnet152": ("ResNet-152 (torchvision, ImageNet-1k)", "IMAGENET1K_V2"),
+    "convnext_tiny": ("ConvNeXt-T (torchvision, ImageNet-1k)", "IMAGENET1K_V1"),
+    "convnext_small": ("ConvNeXt-S (torchvision, ImageNet-1k)", "IMAGENET1K_V1"),
+    "convnext_base": ("ConvNeXt-B (torchvision, ImageNet-1k)", "IMAGENET1K_V1"),
+    "convnext_large": ("ConvNeXt-L (torchvision, ImageNet-1k)", "IMAGENET1K_V1"),
+}
+
+_ZOO = [
+    ModelEntry("inceptionv1", "Lucid's InceptionV1 (GoogLeNet, TF inception5h graph, 1008 classes): the circuits model",
+               "featvis.models.inception:build_inceptionv1"),
+    *(ModelEntry(name, f"{description}; default weights {default}", "featvis.models.torchvision_models:build_torchvision",
+                 (name,)) for name, (description, default) in TORCHVISION.items()),
+    ModelEntry("handcoded", "hand-coded ground truth: oriented line detectors (edges) and curve detectors (curves); "
+               "no download", "featvis.models.handcoded:build"),
+    ModelEntry("toy", "tiny random-weight convnet (conv1..conv3, fc) for smoke tests; no pretrained weights",
+               "featvis.models.toy:build"),
+]
+
+_REGISTRY: Dict[str, ModelEntry] = {e.name: e for e in _ZOO}
 
 
 def register(name: str, description: str):
@@ -41,8 +83,10 @@ def list_models() -> List[Tuple[str, str]]:
     return [(e.name, e.description) for e in _REGISTRY.values()]
 
 
-def pick_device(device=None) -> torch.device:
+def pick_device(device=None) -> "torch.device":
     """``None`` or ``"auto"``: CUDA when present, else CPU; anything else as given."""
+    import torch
+
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
@@ -51,7 +95,7 @@ def pick_device(device=None) -> torch.device:
     return device
 
 
-def load_model(name: str, weights: Optional[str] = "default", device=None) -> FeatvisModel:
+def load_model(name: str, weights: Optional[str] = "default", device=None) -> "FeatvisModel":
     """A zoo model by name, in eval mode, on ``device`` (CUDA when present if ``None``).
 
     ``weights``: ``"default"`` for the model's canonical pretrained weights (downloaded once into
@@ -61,7 +105,7 @@ def load_model(name: str, weights: Optional[str] = "default", device=None) -> Fe
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
         hint = f"; close matches: {', '.join(close)}" if close else ""
         raise NotFound(f"no model {name!r}{hint} (see: featvis models, or featvis.list_models())")
-    model = _REGISTRY[name].build(weights)
+    model = _REGISTRY[name].builder()(weights)
     model.name = name
     model.eval()
     for p in model.parameters():

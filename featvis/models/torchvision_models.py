@@ -1,7 +1,8 @@
 """torchvision's GoogLeNet, ResNets and ConvNeXts as featvis models.
 
 Layer names are torchvision's module paths (``layer3.1``, ``features.5.2``, ``inception4a``);
-``featvis.layers(model)`` flags the block outputs. ``weights="default"`` is torchvision's
+``featvis.layers(model)`` flags the block outputs. The names and descriptions are declared in
+:mod:`featvis.models.registry` (``TORCHVISION``), so that listing them does not import torchvision. ``weights="default"`` is torchvision's
 ``DEFAULT`` weights enum member, fetched by torchvision's own machinery into the torch hub cache;
 the name of another member (``weights="IMAGENET1K_V1"``) picks that one.
 """
@@ -13,23 +14,7 @@ import torchvision
 from torchvision.models import get_model_builder, get_model_weights
 
 from . import weights as W
-from .registry import register
 from .wrap import IMAGENET_MEAN, IMAGENET_STD, FeatvisModel
-
-#: name -> one-line description (the default weights are named by torchvision's enum member).
-MODELS = {
-    "googlenet": "GoogLeNet / Inception v1 as trained by torchvision (ImageNet-1k, BatchNorm; not Lucid's)",
-    "resnet18": "ResNet-18 (torchvision, ImageNet-1k)",
-    "resnet34": "ResNet-34 (torchvision, ImageNet-1k)",
-    "resnet50": "ResNet-50 (torchvision, ImageNet-1k)",
-    "resnet101": "ResNet-101 (torchvision, ImageNet-1k)",
-    "resnet152": "ResNet-152 (torchvision, ImageNet-1k)",
-    "convnext_tiny": "ConvNeXt-T (torchvision, ImageNet-1k)",
-    "convnext_small": "ConvNeXt-S (torchvision, ImageNet-1k)",
-    "convnext_base": "ConvNeXt-B (torchvision, ImageNet-1k)",
-    "convnext_large": "ConvNeXt-L (torchvision, ImageNet-1k)",
-}
-
 
 def _member(name: str, weights):
     """The weights enum member that ``weights`` names ("default" or a member name), else None."""
@@ -66,7 +51,3 @@ def build_torchvision(name: str, weights="default") -> FeatvisModel:
         net = W.build(functools.partial(get_model_builder(name), weights=None), state_dict, source, name)
     return FeatvisModel(net, normalize=(IMAGENET_MEAN, IMAGENET_STD), name=name)
 
-
-for _name, _description in MODELS.items():
-    _default = get_model_weights(_name).DEFAULT.name
-    register(_name, f"{_description}; default weights {_default}")(functools.partial(build_torchvision, _name))

@@ -10,7 +10,6 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .registry import register
 from .wrap import FeatvisModel
 
 #: The seed of the fixed random initialization that ``weights="default"`` means for ``toy``.
@@ -28,7 +27,6 @@ def toy_net() -> nn.Sequential:
     ]))
 
 
-@register("toy", "tiny random-weight convnet (conv1..conv3, fc) for smoke tests; no pretrained weights")
 def build(weights="default") -> FeatvisModel:
     """``weights``: ``"default"`` (PyTorch's init drawn from seed ``DEFAULT_SEED``, the same on every
     machine), ``None`` (PyTorch's init from the global RNG), or the path of a saved state dict."""

@@ -72,7 +72,11 @@ class FeatvisModel(nn.Module):
 
 
 def _block_types() -> tuple:
-    """torchvision's residual, ConvNeXt and inception block classes."""
+    """torchvision's residual, ConvNeXt and inception block classes (none while torchvision is not
+    imported: then no model holds one, and importing it would cost seconds)."""
+    import sys
+    if "torchvision" not in sys.modules:
+        return ()
     from torchvision.models.convnext import CNBlock
     from torchvision.models.googlenet import Inception
     from torchvision.models.resnet import BasicBlock, Bottleneck

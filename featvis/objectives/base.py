@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 import numbers
-import re
 from typing import Callable, Dict, FrozenSet, Iterable, Optional, Sequence, Tuple, Union
 
 import torch
@@ -136,24 +135,4 @@ def objective(layers: Iterable[str], name: str, batch=None):
     return deco
 
 
-_UNIT = re.compile(r"^(?P<layer>[^:@]+):(?P<n>\d+)(?:@(?P<x>\d+),(?P<y>\d+))?$")
-
-
-def as_objective(spec: Union[Objective, str]) -> Objective:
-    """An ``Objective`` as is, or a string ``"layer:channel"`` / ``"layer:channel@x,y"`` (a neuron)."""
-    if isinstance(spec, Objective):
-        return spec
-    if isinstance(spec, str):
-        m = _UNIT.match(spec.strip())
-        if not m:
-            raise ValueError(
-                f"cannot read objective {spec!r}: expected 'layer:channel' (e.g. 'mixed4a:476') "
-                "or 'layer:channel@x,y' for a neuron (x the column, y the row)")
-        from .units import channel, neuron
-        if m.group("x") is None:
-            return channel(m.group("layer"), int(m.group("n")))
-        return neuron(m.group("layer"), int(m.group("n")), x=int(m.group("x")), y=int(m.group("y")))
-    raise TypeError(f"objective must be an Objective or a 'layer:channel' string, got {type(spec).__name__}")
-
-
-__all__ = ["Objective", "objective", "as_objective", "narrow", "INPUT"]
+__all__ = ["Objective", "objective", "narrow", "index_tensor", "INPUT"]

@@ -17,7 +17,6 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from kornia.geometry.transform import warp_affine
 
 from ..rng import as_source, to_device
 
@@ -137,6 +136,8 @@ def warp_chain(chain: Sequence[Geometric], image: torch.Tensor, rng=None) -> tor
     # kornia fills with zeros: shift so that the fill is `value` in image units.
     shift = (first_pad.value if first_pad else 0.5) if pm == "zeros" else 0.0
     M = to_device(torch.from_numpy(M[:, :2]).to(image.dtype), image.device)  # (B, 2, 3)
+    from kornia.geometry.transform import warp_affine  # here, not at import: kornia takes ~1 s to import
+
     out = warp_affine(image - shift if shift else image, M, dsize=size, mode="bilinear",
                       padding_mode=pm, align_corners=True)
     return out + shift if shift else out

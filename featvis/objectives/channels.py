@@ -1,0 +1,278 @@
+"""Objectives that read units of one layer: neurons, channels, directions, class logits, weighted
+activations; and ``as_objective``, which turns a ``"layer:channel@x,y"`` string into one of them."""
+from __future__ import annotations
+
+import numbers
+from typing import Optional, Sequence, Union
+
+import torch
+
+from .._cache import DeviceCopies
+from ..units import Unit
+from .base import Objective, index_tensor, narrow, objective
+
+Index = Union[int, Sequence[int]]
+
+
+def _check_channels(layer: str, t: torch.Tensor, ns) -> None:
+    if t.dim() < 2:
+        raise ValueError(f"layer {layer!r} gives a {t.dim()}-d output; channel objectives need (B, C, ...)")
+    C = t.shape[1]
+    bad = [n for n in ns if not 0 <= n < C]
+    if bad:
+        raise IndexError(
+            f"channel {bad[0]} is out of range for layer {layer!r}, which has {C} channels (0..{C - 1}); "
+            f"see: featvis layers MODEL")
+
+
+def _per_image_index(n: Index, what: str):
+    """An int (same unit for every image) or a sequence (unit n[i] for image i)."""
+    if isinstance(n, numbers.Integral):
+        return int(n), None
+    ns = [int(i) for i in n]
+    if not ns:
+        raise ValueError(f"{what}: empty list of channels")
+    return ns, len(ns)
+
+
+def _pick(t: torch.Tensor, layer: str, n) -> torch.Tensor:
+    """(B, C, ...) -> (B, ...): channel n, or channel n[i] for image i."""
+    if isinstance(n, int):
+        _check_channels(layer, t, [n])
+        return t[:, n]
+    _check_channels(layer, t, n)
+    if t.shape[0] != len(n):
+        raise ValueError(f"{len(n)} channels were given, one per image, but the batch has {t.shape[0]} images")
+    idx = index_tensor(tuple(n), t.device).view(-1, 1, *([1] * (t.dim() - 2)))
+    return t.gather(1, idx.expand(-1, 1, *t.shape[2:])).squeeze(1)
+
+
+def _label(n):
+    return str(n) if isinstance(n, int) else "[" + ",".join(map(str, n)) + "]"
+
+
+def channel(layer: str, n: Index, batch=None) -> Objective:
+    """Mean activation of channel ``n`` of ``layer`` over space; the logit itself for (B, C) outputs.
+
+    ``n`` may be a list, one channel per image (image i maximizes channel ``n[i]``): the cheap way
+    to render many channels as one batch.
+
+    >>> channel("mixed4a", 476)
+    """
+    n, size = _per_image_index(n, "channel")
+
+    @objective([layer], f"channel({layer}:{_label(n)})", batch)
+    def fn(acts):
+        a = _pick(acts[layer], layer, n)  # (B, H, W) or (B,)
+        return a.flatten(1).mean(1) if a.dim() > 1 else a
+
+    fn.batch_size = fn.batch_size or size
+    return fn
+
+
+def _centre_or(pos: Optional[int], length: int, axis: str, layer: str) -> int:
+    if pos is None:
+        return length // 2
+    if not 0 <= pos < length:
+        raise IndexError(f"{axis}={pos} is outside layer {layer!r}, whose map is {length} wide along {axis}")
+    return pos
+
+
+def neuron(layer: str, n: Index, x: Optional[int] = None, y: Optional[int] = None, batch=None) -> Objective:
+    """Activation of channel ``n`` at one position: column ``x``, row ``y`` (the centre by default)."""
+    n, size = _per_image_index(n, "neuron")
+    where = "" if x is None and y is None else f"@{x},{y}"
+
+    @objective([layer], f"neuron({layer}:{_label(n)}{where})", batch)
+    def fn(acts):
+        a = _pick(acts[layer], layer, n)  # (B, H, W)
+        if a.dim() != 3:
+            raise ValueError(f"neuron() needs a spatial layer; {layer!r} gives shape {tuple(acts[layer].shape)}")
+        H, W = a.shape[1:]
+        return a[:, _centre_or(y, H, "y", layer), _centre_or(x, W, "x", layer)]
+
+    fn.batch_size = fn.batch_size or size
+    return fn
+
+
+def _vector(vector, what: str) -> DeviceCopies:
+    v = torch.as_tensor(vector, dtype=torch.float32)
+    if v.dim() != 1:
+        raise ValueError(f"{what}: the direction vector must be 1-d with one entry per channel, got shape {tuple(v.shape)}")
+    return DeviceCopies(v)
+
+
+def _check_len(layer, t, v):
+    if t.shape[1] != v.shape[0]:
+        raise ValueError(f"direction vector has {v.shape[0]} entries but layer {layer!r} has {t.shape[1]} channels")
+
+
+#: Lucid's ``_dot_cossim``: the epsilon added to each norm, and the floor of the cosine (so that
+#: the weight never flips the sign of the dot product). The one place featvis computes a cosine.
+COS_EPS = 1e-4
+COS_FLOOR = 0.1
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Cosine similarity of ``a`` and ``b`` (broadcast against each other) along ``dim``."""
+    return (a * b).sum(dim) / (a.norm(dim=dim) + COS_EPS) / (b.norm(dim=dim) + COS_EPS)
+
+
+def dot_cossim(a: torch.Tensor, b: torch.Tensor, cossim_pow: float, dim: int = 1) -> torch.Tensor:
+    """The dot product of ``a`` and ``b`` along ``dim``, weighted by their cosine similarity
+    (floored at :data:`COS_FLOOR`) to the power ``cossim_pow``; ``cossim_pow=0`` is the plain dot.
+
+    As Lucid's ``_dot_cossim``: the optimization cannot win just by making every channel large.
+    """
+    dot = (a * b).sum(dim)
+    if cossim_pow == 0:
+        return dot
+    return dot * cosine(a, b, dim).clamp(min=COS_FLOOR) ** cossim_pow
+
+
+def _spatial_mean(t: torch.Tensor) -> torch.Tensor:
+    """(B, ...) -> (B,): the mean over everything but the batch; (B,) stays as is."""
+    return t.flatten(1).mean(1) if t.dim() > 1 else t
+
+
+def direction(layer: str, vector, cossim_pow: float = 1.0, batch=None) -> Objective:
+    """Activation along ``vector`` (one entry per channel), averaged over space.
+
+    Cosine-weighted as in Lucid's ``direction``: the dot product with ``vector`` times the cosine
+    similarity (floored at 0.1) to the power ``cossim_pow``, so that the optimization cannot win
+    just by making activations large in every channel. ``cossim_pow=0`` is the plain dot product.
+    """
+    v = _vector(vector, "direction")
+
+    @objective([layer], f"direction({layer})", batch)
+    def fn(acts):
+        t = acts[layer]
+        _check_len(layer, t, v)
+        return dot_cossim(t, v.like(t).view(1, -1, *([1] * (t.dim() - 2))), cossim_pow).flatten(1).mean(1)
+
+    return fn
+
+
+def direction_neuron(layer: str, vector, x: Optional[int] = None, y: Optional[int] = None,
+                     cossim_pow: float = 1.0, batch=None) -> Objective:
+    """Like :func:`direction`, at one position (column ``x``, row ``y``; the centre by default)."""
+    v = _vector(vector, "direction_neuron")
+
+    @objective([layer], f"direction_neuron({layer})", batch)
+    def fn(acts):
+        t = acts[layer]
+        _check_len(layer, t, v)
+        if t.dim() != 4:
+            raise ValueError(f"direction_neuron() needs a spatial layer; {layer!r} gives shape {tuple(t.shape)}")
+        H, W = t.shape[2:]
+        t = t[:, :, _centre_or(y, H, "y", layer), _centre_or(x, W, "x", layer)]
+        return dot_cossim(t, v.like(t).view(1, -1), cossim_pow)
+
+    return fn
+
+
+def deepdream(layer: str, batch=None) -> Objective:
+    """Mean squared activation of the whole layer (DeepDream's objective)."""
+    @objective([layer], f"deepdream({layer})", batch)
+    def fn(acts):
+        return acts[layer].pow(2).flatten(1).mean(1)
+
+    return fn
+
+
+def class_logit(n: Index, layer: str = "logits", batch=None) -> Objective:
+    """The logit of class ``n``: by default of ``"logits"``, the model's output (any featvis model
+    has it); or of another ``layer`` (``featvis layers MODEL`` lists them). Like Lucid's
+    ``class_logit``: the pre-softmax score, which cannot be raised by lowering the other classes.
+    ``n`` may be a list, one class per image. A spatial (B, C, H, W) output is averaged over space.
+
+    >>> result = featvis.render(model, class_logit(207))   # golden retriever
+    """
+    n, size = _per_image_index(n, "class_logit")
+
+    @objective([layer], f"class_logit({layer}:{_label(n)})", batch)
+    def fn(acts):
+        return _spatial_mean(_pick(acts[layer], layer, n))
+
+    fn.batch_size = fn.batch_size or size
+    return fn
+
+
+def neuron_interaction(unit1: Union[str, Objective], unit2: Union[str, Objective], batch=None) -> Objective:
+    """Two units at once: the sum of their objectives (the "interaction between neurons" figures of
+    Feature Visualization, Distill 2017). A unit is ``"layer:channel"``, ``"layer:channel@x,y"``
+    or any objective.
+
+    >>> obj = neuron_interaction("mixed4a:476", "mixed4a:460")
+    """
+    a, b = as_objective(unit1), as_objective(unit2)
+    fn, size = narrow(lambda acts: a(acts) + b(acts), batch)
+    name = f"neuron_interaction({a.name}, {b.name})" + ("" if batch is None else f"[batch={batch}]")
+    return Objective(fn, a.layers | b.layers, name, Objective._join(Objective._join(a.batch_size, b.batch_size), size))
+
+
+def direction_cossim(layer: str, vector, cossim_pow: float = 1.0, batch=None) -> Objective:
+    """Cosine similarity between the activation vector at each position and ``vector`` (one entry
+    per channel), averaged over positions (Lucid's ``direction_cossim``): the direction alone, with
+    no reward for large activations. ``cossim_pow`` sharpens it, sign(cos) * |cos| ** cossim_pow
+    (1, the default, is the plain cosine); compare :func:`direction`, the dot product weighted by
+    the cosine.
+
+    >>> obj = direction_cossim("layer3", torch.randn(256), cossim_pow=2)
+    """
+    v = _vector(vector, "direction_cossim")
+    if cossim_pow <= 0:
+        raise ValueError(f"cossim_pow must be positive, got {cossim_pow}")
+
+    @objective([layer], f"direction_cossim({layer})", batch)
+    def fn(acts):
+        t = acts[layer]
+        _check_len(layer, t, v)
+        cos = cosine(t, v.like(t).view(1, -1, *([1] * (t.dim() - 2))))  # (B, ...)
+        if cossim_pow != 1:
+            cos = cos.sign() * cos.abs().clamp(min=1e-6) ** cossim_pow
+        return _spatial_mean(cos)
+
+    return fn
+
+
+def activation_weighted(layer: str, weights, batch=None) -> Objective:
+    """A weighted sum of ``layer``'s activations (Lucent's ``channel_weight``/``neuron_weight``):
+    ``weights`` broadcasts against one image's output (C, H, W): (C,) weights the channels,
+    (C, H, W) every unit. Summed over channels, averaged over positions, so a one-hot (C,) weight
+    is exactly :func:`channel`.
+
+    >>> obj = activation_weighted("layer3", torch.randn(256))      # layer3 of a ResNet-18: 256 channels
+    """
+    w = DeviceCopies(torch.as_tensor(weights, dtype=torch.float32))
+    if w.tensor.dim() == 0:
+        raise ValueError("activation_weighted needs a weight per channel (C,) or per unit (C, H, W), got a scalar")
+
+    @objective([layer], f"activation_weighted({layer})", batch)
+    def fn(acts):
+        t = acts[layer]
+        ww = w.like(t)
+        if ww.dim() == 1:
+            _check_len(layer, t, ww)
+            ww = ww.view(-1, *([1] * (t.dim() - 2)))
+        try:
+            prod = t * ww  # (B, C, ...)
+        except RuntimeError:
+            raise ValueError(f"weights of shape {tuple(w.shape)} do not fit layer {layer!r}, whose output is "
+                             f"{tuple(t.shape[1:])} per image; give (C,) or that shape") from None
+        return _spatial_mean(prod.sum(1))
+
+    return fn
+
+
+def as_objective(spec: Union[Objective, str]) -> Objective:
+    """An ``Objective`` as is, or a unit string ``"layer:channel"`` / ``"layer:channel@x,y"`` (a
+    neuron; see :class:`featvis.units.Unit` for the syntax and the coordinates)."""
+    if isinstance(spec, Objective):
+        return spec
+    if isinstance(spec, (str, Unit)):
+        unit = Unit.parse(spec)
+        if not unit.is_neuron:
+            return channel(unit.layer, unit.channel)
+        return neuron(unit.layer, unit.channel, x=unit.x, y=unit.y)
+    raise TypeError(f"objective must be an Objective or a 'layer:channel' string, got {type(spec).__name__}")

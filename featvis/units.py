@@ -1,0 +1,147 @@
+"""Units and channel specs: the one parser of ``"layer:channel@x,y"`` and of ``--channels SPEC``.
+
+Everything that reads a unit from text (``render(model, "mixed4a:476")``, figure specs, recipes,
+the render job, topk) goes through :class:`Unit`; everything that reads a set of channels
+(``all``, ``0:64``, ``3,17,476``, ``0:8,476``) goes through :class:`ChannelSpec`. This module
+imports neither torch nor the rest of featvis, so it is cheap to import anywhere.
+
+Coordinates: in ``layer:channel@x,y``, ``x`` is the column and ``y`` the row of the layer's
+spatial map *for the bare image at the size the user renders* (what ``featvis layers MODEL
+--size N`` shows); see :func:`featvis.objectives.neuron`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+from .errors import UsageError
+
+#: What ``--channels`` and ``channels=`` accept, for messages and ``--help``.
+SPEC_HELP = "all, a range like 0:64, a list like 3,17,476, or a mix like 0:8,476"
+#: What a unit looks like, for messages.
+UNIT_HELP = "'layer:channel' (e.g. 'mixed4a:476') or 'layer:channel@x,y' for a neuron (x the column, y the row)"
+
+_UNIT = re.compile(r"^(?P<layer>[^:@\s]+):(?P<n>\d+)(?:@(?P<x>\d+),(?P<y>\d+))?$")
+_SPEC_PART = re.compile(r"^(\d*):(\d*)$|^(\d+)$")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of a layer: channel ``channel``, or the neuron at column ``x``, row ``y``.
+
+    >>> Unit.parse("mixed4a:476@7,7")
+    Unit(layer='mixed4a', channel=476, x=7, y=7)
+    >>> str(Unit("mixed4a", 476))
+    'mixed4a:476'
+    """
+
+    layer: str
+    channel: int
+    x: Optional[int] = None
+    y: Optional[int] = None
+
+    def __post_init__(self):
+        if (self.x is None) != (self.y is None):
+            raise UsageError(f"unit {self.layer}:{self.channel}: give both x and y for a neuron, or neither")
+
+    @property
+    def is_neuron(self) -> bool:
+        """Whether this names one position (``@x,y``) rather than a whole channel."""
+        return self.x is not None
+
+    @classmethod
+    def parse(cls, text) -> "Unit":
+        """A unit from ``"layer:channel"`` or ``"layer:channel@x,y"``; a ``(layer, channel)`` pair
+        or a ``Unit`` is accepted as is. Raises :class:`~featvis.errors.UsageError`."""
+        if isinstance(text, Unit):
+            return text
+        if isinstance(text, tuple) and len(text) == 2 and isinstance(text[0], str):
+            return cls(text[0], int(text[1]))
+        m = _UNIT.match(str(text).strip()) if isinstance(text, str) else None
+        if not m:
+            raise UsageError(f"cannot read unit {text!r}: expected {UNIT_HELP}")
+        x = None if m.group("x") is None else int(m.group("x"))
+        y = None if m.group("y") is None else int(m.group("y"))
+        return cls(m.group("layer"), int(m.group("n")), x, y)
+
+    def __str__(self) -> str:
+        where = "" if self.x is None else f"@{self.x},{self.y}"
+        return f"{self.layer}:{self.channel}{where}"
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    """A parsed ``SPEC``: ``all``, or ranges ``(start, stop)`` (``stop`` excluded, ``None`` for an
+    open end as in ``8:``). Nothing is expanded until :meth:`resolve`, which checks the bounds
+    first, so ``0:50000000`` on a 508-channel layer fails at once."""
+
+    text: str
+    all: bool
+    ranges: Tuple[Tuple[int, Optional[int]], ...]
+
+    @classmethod
+    def parse(cls, spec) -> "ChannelSpec":
+        """Check the syntax; raises :class:`~featvis.errors.UsageError` naming the bad part."""
+        text = str(spec).strip()
+        if text == "all":
+            return cls(text, True, ())
+        ranges = []
+        for part in text.split(","):
+            m = _SPEC_PART.match(part.strip())
+            if not m:
+                raise UsageError(f"bad channel spec {spec!r} (at {part.strip()!r}): expected {SPEC_HELP}")
+            if m.group(3) is not None:
+                n = int(m.group(3))
+                ranges.append((n, n + 1))
+                continue
+            start, stop = int(m.group(1) or 0), (int(m.group(2)) if m.group(2) else None)
+            if stop is not None and stop <= start:
+                raise UsageError(f"bad channel spec {spec!r}: range {part.strip()!r} is empty; "
+                                 "write start:stop with stop > start, e.g. 0:64")
+            ranges.append((start, stop))
+        return cls(text, False, tuple(ranges))
+
+    def largest(self) -> Optional[int]:
+        """The largest channel named explicitly (``None`` for ``all`` or only open ranges)."""
+        ends = [(start if stop is None else stop - 1) for start, stop in self.ranges]
+        return max(ends) if ends else None
+
+    def resolve(self, count: Optional[int] = None, where: str = "the layer") -> List[int]:
+        """The channels, sorted and without repeats. ``count`` (the layer's channels) is needed for
+        ``all`` and open ranges; with it, channels out of range raise before anything is expanded.
+        Without it only closed ranges and single channels are returned."""
+        if self.all:
+            return list(range(count)) if count is not None else []
+        if count is not None:
+            top = self.largest()
+            if top is not None and top >= count:
+                raise UsageError(f"channel {self._first_bad(count)} is out of range: {where} has {count} channels "
+                                 f"(0..{count - 1}); use e.g. --channels 0:{count} or --channels all")
+        chans = set()
+        for start, stop in self.ranges:
+            if stop is None:
+                if count is None:
+                    continue
+                stop = count
+            chans.update(range(start, stop))
+        return sorted(chans)
+
+    def _first_bad(self, count: int) -> int:
+        return min(max(start, count) for start, stop in self.ranges if (start if stop is None else stop - 1) >= count)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_channels(spec, count: Optional[int] = None, where: str = "the layer") -> List[int]:
+    """Channel numbers from ``SPEC``: ``all``, ``0:64`` (64 excluded), ``3,17,476``, ``0:8,476``.
+
+    Returns them sorted, without repeats. ``count`` (the layer's channels) is needed for ``all``
+    and open ranges (``8:``); with it, channels out of range raise :class:`UsageError` (before any
+    range is expanded). Without it only the syntax is checked (``all`` and open ends give ``[]``).
+    """
+    return ChannelSpec.parse(spec).resolve(count, where)
+
+
+__all__ = ["Unit", "ChannelSpec", "parse_channels", "SPEC_HELP", "UNIT_HELP"]

@@ -1,0 +1,71 @@
+"""The package's shape: no import cycles between featvis modules (counting imports inside
+functions too), and one home for each shared helper."""
+import ast
+from pathlib import Path
+
+import featvis
+
+ROOT = Path(featvis.__file__).parent
+
+
+def _modules():
+    mods = {}
+    for p in ROOT.rglob("*.py"):
+        parts = ("featvis",) + p.relative_to(ROOT).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        mods[".".join(parts)] = p
+    return mods
+
+
+def import_graph():
+    """``{module: {featvis modules it imports anywhere in its source}}``."""
+    mods = _modules()
+    graph = {}
+    for name, path in mods.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package[:len(package) - node.level + 1] if node.level else []
+                target = ".".join(base + ([node.module] if node.module else []))
+                for alias in node.names:
+                    sub = f"{target}.{alias.name}"
+                    deps.add(sub if sub in mods else target)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names)
+        graph[name] = {d for d in deps if d in mods and d != name}
+    return graph
+
+
+def _reachable(graph, start):
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph[todo.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_no_import_cycles():
+    """A module never imports (even lazily) one that imports it back; a package importing its
+    own submodules (and a submodule importing ``featvis.__version__``) is no cycle."""
+    graph = import_graph()
+    cycles = [f"{m} -> {d}" for m in sorted(graph) for d in sorted(graph[m])
+              if m in _reachable(graph, d) and not (m.startswith(d + ".") or d.startswith(m + "."))]
+    assert not cycles, cycles
+
+
+def test_the_checker_sees_a_cycle():
+    graph = {"a": {"b"}, "b": {"a"}, "c": set()}
+    assert "a" in _reachable(graph, "b") and "c" not in _reachable(graph, "a")
+    assert "featvis.models.listing" in import_graph()["featvis.models"]
+
+
+def test_one_layer_name_cleanup():
+    """Deduplicating layer names and dropping the input pseudo-layer happens in hooks.model_layers only."""
+    from featvis.hooks import INPUT, model_layers
+    assert model_layers(["b", INPUT, "a", "b"]) == ["b", "a"]
+    hits = [p.name for p in ROOT.rglob("*.py") if "dict.fromkeys(" in p.read_text() and "!= INPUT" in p.read_text()]
+    assert hits == ["hooks.py"], hits
