@@ -6,179 +6,68 @@ The job behind ``featvis render MODEL LAYER [LAYER ...]`` (and ``--layers blocks
                       shard=featvis.shard.detect())
     job.run()
 
-The work is a fixed, ordered list of batches (:func:`plan_batches`): layer by layer, ``batch``
-channels at a time, all ``diversity`` images of a channel in one batch. Shard ``i`` of ``N``
-renders batches ``i, i+N, ...`` (:class:`featvis.shard.Shard`). Every image is a function of
-the settings and its unit only: its seed is :func:`unit_seed` ``(seed, layer, channel, k)`` and
-its batch is the same whatever ``N`` is, so the files are byte for byte the same for 1 shard or N.
+The work is a fixed, ordered list of batches (:func:`featvis.units.plan_batches`): layer by layer,
+``batch`` channels at a time, all ``diversity`` images of a channel in one batch. Shard ``i`` of
+``N`` renders batches ``i, i+N, ...`` (:class:`featvis.shard.Shard`). Every image is a function of
+the settings and its unit only: its seed is :func:`unit_seed` ``(seed, layer, channel, k)`` and its
+batch is the same whatever ``N`` is, so the files are byte for byte the same for 1 shard or N.
 
-Each shard records its images in its own part file, ``DIR/parts/shard-I-of-N.json``, and writes
-only the images of its own batches, so no two shards ever write one file. ``DIR/manifest.json``
-and the sheets are derived from the parts by :func:`merge` (under a lock; safe at any time). A
-single-process job merges after every batch; a shard of several merges when it finishes, so the
-last shard to finish leaves the folder complete. A shard killed at any moment and re-run renders
-only its own batches that are not complete (a whole batch again, so its images equal the
-uninterrupted run's; recorded images are not rewritten).
+The folder is a :class:`featvis.folder.RenderFolder`: each shard is a writer of its own
+(``parts/shard-I-of-N.json``; a single process is ``main``) and writes only the images of its own
+batches, so no two shards ever write one file. ``manifest.json`` and the sheets are derived from
+the parts under the folder lock; a single-process job rebuilds its layer's sheet after every
+batch, a shard of several once it ends, so the last shard to end leaves the folder complete.
+:func:`merge` (``featvis merge DIR``) does the same at any time and reports which units of the
+job are still missing, by shard. A shard killed at any moment and re-run renders only its own
+batches that are not complete (the whole batch again, so that its images equal the uninterrupted
+run's; images already recorded are not rewritten).
 """
 from __future__ import annotations
 
 import datetime
-import fcntl
-import hashlib
-import json
 import os
 import platform
 import socket
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .errors import UsageError
 from .shard import Shard
+from .units import Batch, WorkUnit, plan_batches, spec_of  # noqa: F401  (WorkUnit, spec_of: for callers)
 
-PARTS = "parts"
-PART_VERSION = 1
-LOCK = ".featvis.lock"
-#: The part of a single-process job (no --shard, no launcher).
+#: The shard of a single-process job (no --shard, no launcher): the folder's ``main`` writer.
 SINGLE = Shard()
-
-
-# --- units, batches, seeds -----------------------------------------------------------------------
-
-@dataclass(frozen=True, order=True)
-class WorkUnit:
-    """One image of the job: image ``k`` of channel ``channel`` of ``layer``."""
-
-    layer: str
-    channel: int
-    k: int = 0
-
-    def name(self, diversity: int) -> str:
-        """The image's name in its layer (the file stem): ``"476"``, or ``"476_2"`` with diversity."""
-        return str(self.channel) if diversity == 1 else f"{self.channel}_{self.k}"
-
-    def __str__(self) -> str:
-        return f"{self.layer}:{self.channel}" + ("" if self.k == 0 else f"#{self.k}")
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Batch number ``index`` of a job: ``channels`` of ``layer``, each with ``diversity`` images."""
-
-    index: int
-    layer: str
-    channels: Tuple[int, ...]
-    diversity: int = 1
-
-    @property
-    def units(self) -> List[WorkUnit]:
-        return [WorkUnit(self.layer, c, k) for c in self.channels for k in range(self.diversity)]
-
-
-def plan_batches(layers: Sequence[Tuple[str, Sequence[int]]], batch: int, diversity: int = 1) -> List[Batch]:
-    """The job's ordered batches: layer by layer (in the order given), ``batch`` channels at a time
-    in channel order. The list depends only on its arguments, never on the shards."""
-    out: List[Batch] = []
-    for layer, chans in layers:
-        chans = list(chans)
-        for i in range(0, len(chans), batch):
-            out.append(Batch(len(out), layer, tuple(chans[i:i + batch]), diversity))
-    return out
 
 
 def layer_key(layer: str) -> int:
     """A layer name as a 64-bit number for seeding (stable across runs, machines and Python versions)."""
+    import hashlib
     return int.from_bytes(hashlib.sha256(layer.encode()).digest()[:8], "big")
 
 
 def unit_seed(seed: int, layer: str, channel: int, k: int = 0) -> int:
-    """The seed of image ``k`` of ``layer:channel``: a different stream for every unit of the model,
-    the same whatever batch, shard or job it is rendered in."""
+    """The seed of image ``k`` of ``layer:channel``: a stream of its own for every unit of the
+    model, the same whatever batch, shard or job renders it."""
     from .rng import derive_seed
     return derive_seed(seed, layer_key(layer), channel, k)
 
 
-def spec_of(chans: Sequence[int]) -> str:
-    """Channels as a compact spec that ``--channels`` reads back: ``[0,1,2,3,7]`` -> ``"0:4,7"``."""
-    parts, chans = [], sorted(set(chans))
-    i = 0
-    while i < len(chans):
-        j = i
-        while j + 1 < len(chans) and chans[j + 1] == chans[j] + 1:
-            j += 1
-        parts.append(str(chans[i]) if i == j else f"{chans[i]}:{chans[j] + 1}")
-        i = j + 1
-    return ",".join(parts)
-
-
-# --- the folder: part files, lock, merge ---------------------------------------------------------
-
-def part_path(out: Path, writer: str) -> Path:
-    return Path(out) / PARTS / f"{writer}.json"
-
-
-def _write_json(path: Path, data: dict) -> None:
-    from .io import atomic_write
-    text = json.dumps(data, indent=1) + "\n"
-
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-    atomic_write(path, write)
-
-
-def read_parts(out: Path) -> Dict[str, dict]:
-    """Every part file of the folder by writer name; a damaged one is a :class:`UsageError`."""
-    folder = Path(out) / PARTS
-    parts = {}
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            data = json.loads(path.read_text())
-            if not isinstance(data, dict) or data.get("featvis_part") != PART_VERSION:
-                raise ValueError(f"no 'featvis_part': {PART_VERSION} entry")
-            for key in ("writer", "model", "weights", "settings", "job", "layers", "runs"):
-                data[key]  # noqa: B018 (presence check)
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise UsageError(f"{path} is not a featvis part file ({e}); move it out of {folder} and run the shard "
-                             f"that wrote it again") from e
-        parts[data["writer"]] = data
-    return parts
-
-
-@contextmanager
-def folder_lock(out: Path) -> Iterator[None]:
-    """Hold the folder's writer lock (``DIR/.featvis.lock``, an flock: released when the process dies)."""
-    Path(out).mkdir(parents=True, exist_ok=True)
-    with open(Path(out) / LOCK, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _intact(out: Path, entry: dict) -> bool:
-    from .batch import image_ok
-    return image_ok(Path(out), entry)
-
+# --- what the folder holds of a job -------------------------------------------------------------
 
 @dataclass
 class MergeReport:
-    """What :func:`merge` found: units expected by the latest job, recorded, missing and failed
-    (each by shard), and what it wrote."""
+    """The units of the folder's latest job (the ``job`` of the part that ran last): how many are
+    expected and recorded, which are missing and which failed, by shard (``"I/N"``)."""
 
     out: Path
     expected: int = 0
     recorded: int = 0
-    missing: Dict[str, List[str]] = field(default_factory=dict)  # shard "I/N" -> unit names
+    missing: Dict[str, List[str]] = field(default_factory=dict)  # shard -> unit names
     failed: Dict[str, Dict[str, str]] = field(default_factory=dict)  # shard -> unit -> message
     layers: int = 0
-    wrote: List[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -200,111 +89,33 @@ def _shard_order(text: str) -> Tuple[int, int]:
     return int(n), int(i)
 
 
-def merge(out, sheets: bool = True, layers: Optional[Sequence[str]] = None, check: bool = True) -> MergeReport:
-    """Merge the folder's part files into ``manifest.json`` and rebuild sheets older than their
-    images (under the folder lock; safe at any time, also while shards run). Returns a
-    :class:`MergeReport` with the units of the latest job that are missing, by shard.
-
-    ``layers``: rebuild only these layers' sheets (``None``: any that is stale). ``check=False``
-    skips the report (which reads every image to check it), for a merge after each batch.
-    """
-    out = Path(out)
-    report = MergeReport(out)
-    with folder_lock(out):
-        parts = read_parts(out)
-        if not parts:
-            return report
-        path = out / "manifest.json"
-        manifest = {**_other_keys(path), **_merged(out, parts)}
-        text = json.dumps(manifest, indent=1) + "\n"
-        if not path.exists() or path.read_text() != text:
-            _write_json(path, manifest)
-            report.wrote.append("manifest.json")
-        if sheets:
-            from .batch import write_sheet
-            for layer, section in manifest["layers"].items():
-                if layers is not None and layer not in layers:
-                    continue
-                sheet = out / f"{layer}_sheet.png"
-                files = [out / e["file"] for e in section["images"].values()]
-                newest = max((p.stat().st_mtime_ns for p in files if p.exists()), default=None)
-                if newest is not None and (not sheet.exists() or sheet.stat().st_mtime_ns < newest):
-                    # The sheet shows what is there: a recorded image whose file was damaged is left out.
-                    intact = {name: e for name, e in section["images"].items() if _intact(out, e)}
-                    if intact:
-                        write_sheet(out, {**manifest, "layers": {layer: {"images": intact}}}, layer)
-                        report.wrote.append(sheet.name)
-    if check:
-        _missing(out, manifest, parts, report)
-    return report
+def merge(out, sheets: bool = True) -> MergeReport:
+    """Merge the folder's parts into ``manifest.json`` and rebuild stale sheets (under the folder
+    lock: safe at any time, also while shards run), then report what is missing (:func:`status`)."""
+    from .folder import RenderFolder
+    folder = RenderFolder(out)
+    folder.merge(sheets=None if sheets else [])
+    return status(out)
 
 
-def _other_keys(path: Path) -> dict:
-    """What other writers (``featvis topk``) keep in the manifest: carried over by the merge."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: v for k, v in data.items() if k not in MERGED_KEYS}
-
-
-#: The manifest's keys that :func:`merge` derives from the parts.
-MERGED_KEYS = ("featvis_manifest", "model", "weights", "settings", "featvis", "torch", "device", "runs", "job",
-               "parts", "layers")
-
-
-def _merged(out: Path, parts: Dict[str, dict]) -> dict:
-    """The manifest of the folder: the union of the parts' images (runs renumbered in time order)."""
-    base = parts[min(parts, key=lambda w: _latest_start(parts[w]))]
-    latest = parts[max(parts, key=lambda w: _latest_start(parts[w]))]
-    for writer, part in parts.items():
-        for key in ("model", "weights", "settings"):
-            if part[key] != base[key]:
-                raise UsageError(f"{part_path(out, writer)} was rendered with other {key} than "
-                                 f"{part_path(out, base['writer'])}; remove the wrong one (or render into another --out)")
-    runs = sorted(((r.get("started", ""), w, i) for w, p in parts.items() for i, r in enumerate(p["runs"])))
-    number = {(w, i): n for n, (_, w, i) in enumerate(runs)}
-    layers: Dict[str, dict] = {}
-    for writer in sorted(parts):
-        part = parts[writer]
-        for layer, section in part["layers"].items():
-            merged = layers.setdefault(layer, {"images": {}})
-            for key in ("objective", "channels"):
-                if key in section:
-                    merged[key] = section[key]
-            for name, entry in section["images"].items():
-                entry = dict(entry, run=number.get((writer, entry.get("run", 0)), 0))
-                if name not in merged["images"] or not _intact(out, merged["images"][name]):
-                    merged["images"][name] = entry
-    for section in layers.values():
-        section["images"] = dict(sorted(section["images"].items(), key=lambda kv: (kv[1]["channel"], kv[1]["k"])))
-    last_run = latest["runs"][-1] if latest["runs"] else {}
-    from .batch import MANIFEST_VERSION
-    return {
-        "featvis_manifest": MANIFEST_VERSION, "model": base["model"], "weights": base["weights"],
-        "settings": base["settings"], "featvis": last_run.get("featvis"), "torch": last_run.get("torch"),
-        "device": last_run.get("device"),
-        "runs": [dict(parts[w]["runs"][i], writer=w) for _, w, i in runs],
-        "job": latest["job"], "parts": sorted(parts),
-        "layers": {layer: layers[layer] for layer in _layer_order(latest, layers)},
-    }
-
-
-def _latest_start(part: dict) -> str:
-    return max((r.get("started", "") for r in part["runs"]), default="")
-
-
-def _layer_order(latest: dict, layers: dict) -> List[str]:
-    first = [name for name in latest["job"]["layers"] if name in layers]
-    return first + [name for name in layers if name not in first]
-
-
-def _missing(out: Path, manifest: dict, parts: Dict[str, dict], report: MergeReport) -> None:
-    job = manifest["job"]
-    K, N = int(manifest["settings"].get("diversity", 1)), int(job["shards"])
+def status(out) -> MergeReport:
+    """What the folder's latest job still misses, by shard; reads only (every image is checked
+    against its recorded SHA-256)."""
     from .batch import parse_channels
+    from .folder import RenderFolder
+    folder = RenderFolder(out)
+    report = MergeReport(Path(out))
+    parts = folder.read_parts()
+    jobs = [p for p in parts.values() if isinstance(p.get("job"), dict) and p["job"].get("layers")]
+    manifest = folder.read() or {"layers": {}}
+    if not jobs:  # records of a plain job (or of topk) only: what is there is the job
+        for section in manifest["layers"].values():
+            report.layers += 1
+            report.expected += len(section["images"])
+            report.recorded += sum(map(folder.image_ok, section["images"].values()))
+        return report
+    job = max(jobs, key=lambda p: max((r.get("started", "") for r in p.get("runs", [])), default=""))["job"]
+    K, N = int((manifest.get("settings") or {}).get("diversity", 1)), int(job["shards"])
     batches = plan_batches([(layer, parse_channels(spec)) for layer, spec in job["layers"].items()], int(job["batch"]), K)
     failed = {}
     for part in parts.values():
@@ -316,12 +127,13 @@ def _missing(out: Path, manifest: dict, parts: Dict[str, dict], report: MergeRep
         for u in b.units:
             report.expected += 1
             entry = images.get(u.name(K))
-            if entry is not None and _intact(out, entry):
+            if entry is not None and folder.image_ok(entry):
                 report.recorded += 1
                 continue
             report.missing.setdefault(shard, []).append(str(u))
             if str(u) in failed:
                 report.failed.setdefault(shard, {})[str(u)] = failed[str(u)]
+    return report
 
 
 # --- the job -------------------------------------------------------------------------------------
@@ -361,11 +173,20 @@ class ShardJob:
     batch: int
     device: object  # torch.device
     settings: object  # featvis.batch.Settings
-    part: dict  # this shard's record (as on disk, or new)
-    recorded: Dict[str, Dict[str, dict]]  # every part's images at the start: layer -> name -> entry
+    header: dict  # model, weights, settings, versions: what the records must agree on
+    job: dict  # {"layers": {layer: spec}, "batch": n, "shards": N}: recorded, for merge's report
     run_record: dict
-    stale_files: List[str] = field(default_factory=list)
+    section_info: Dict[str, dict] = field(default_factory=dict)  # layer -> objective and channel count
+    recorded: Dict[str, Dict[str, dict]] = field(default_factory=dict)  # every writer's images: layer -> name -> entry
+    force: bool = False
     failures: Dict[str, str] = field(default_factory=dict)
+    report: Optional[MergeReport] = None  # the merge at the end of :meth:`run`, if one ran
+    _done: Dict[WorkUnit, bool] = field(default_factory=dict, repr=False)
+
+    @property
+    def folder(self):
+        from .folder import RenderFolder
+        return RenderFolder(self.out)
 
     @property
     def mine(self) -> List[Batch]:
@@ -373,11 +194,10 @@ class ShardJob:
         return self.shard.take(self.batches)
 
     def done(self, u: WorkUnit) -> bool:
-        """Whether unit ``u``'s image is recorded (by any shard) with its file intact (checked once)."""
+        """Whether unit ``u``'s image is recorded (by any writer) with its file intact (checked once)."""
         if u not in self._done:
-            name = u.name(self.settings.diversity)
-            sources = (self.part["layers"].get(u.layer, {}).get("images", {}), self.recorded.get(u.layer, {}))
-            self._done[u] = any(name in source and _intact(self.out, source[name]) for source in sources)
+            entry = self.recorded.get(u.layer, {}).get(u.name(self.settings.diversity))
+            self._done[u] = entry is not None and self.folder.image_ok(entry)
         return self._done[u]
 
     @property
@@ -394,107 +214,92 @@ class ShardJob:
                     out.append((b.layer, c))
         return out
 
+    def _read(self, folder) -> None:
+        manifest = folder.read() or {}
+        self.recorded = {layer: dict(sec.get("images", {})) for layer, sec in manifest.get("layers", {}).items()}
+        self._done.clear()
+
     def run(self, progress: bool = True, step_progress: bool = False) -> int:
         """Render this shard's pending batches; returns the number of images written.
 
-        After each batch its images and the shard's part file are written (atomically, Ctrl-C
-        held back until they are); a single-process job then merges (manifest and the layer's
-        sheet), a shard of several merges once at the end. A batch that fails (a non-finite
-        objective, an out-of-memory error) is recorded as failed and the next one goes on.
+        Holds this shard's writer lock throughout (the same shard started twice: the second
+        waits, then is refused naming the first) and re-reads the records under it. After each
+        batch its images and the shard's part are written (atomically, Ctrl-C held back until
+        they are), then ``manifest.json`` (and, in a single-process job, the layer's sheet). A
+        shard of several merges the sheets as it ends. A batch that fails (a non-finite
+        objective, out of memory) is recorded as failed and the job goes on.
         """
         from tqdm.auto import tqdm
 
         from .batch import _interrupts_held, batch_objective, make_param
         from .render import render
         s, K = self.settings, self.settings.diversity
-        todo = self.pending
-        self._start()
-        units = [u for b in self.mine for u in b.units]
+        folder = self.folder
         written = 0
-        bar = tqdm(total=len(units), initial=sum(map(self.done, units)), unit="img",
-                   desc=self.layers[0][0] if len(self.layers) == 1 else f"shard {self.shard}",
-                   disable=not progress, dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 10.0)
-        with bar:
-            for b in todo:
-                seeds = [unit_seed(s.seed, u.layer, u.channel, u.k) for u in b.units]
-                done_before = [self.done(u) for u in b.units]
-                t0 = time.perf_counter()
-                try:
-                    result = render(self.model, batch_objective(b.layer, list(b.channels), s.neurons, K, s.diversity_weight),
-                                    param=make_param(s.param, s.size, len(seeds)), steps=s.steps, lr=s.lr,
-                                    seed=seeds, device=self.device, progress=step_progress)
-                except (KeyboardInterrupt, UsageError):
-                    raise
-                except Exception as e:  # this batch's units fail; the job goes on
+        with folder.lock(self.shard.writer):
+            if folder.claim(self.header, force=self.force):
+                self.recorded = {}
+            self.force = False  # a second run() resumes
+            self._read(folder)
+            todo = self.pending
+            folder.part["job"] = self.job
+            run = folder.add_run(self.run_record)
+            units = [u for b in self.mine for u in b.units]
+            bar = tqdm(total=len(units), initial=sum(map(self.done, units)), unit="img",
+                       desc=self.layers[0][0] if len(self.layers) == 1 else f"shard {self.shard}",
+                       disable=not progress, dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 10.0)
+            with bar:
+                for b in todo:
+                    seeds = [unit_seed(s.seed, u.layer, u.channel, u.k) for u in b.units]
+                    new = [not self.done(u) for u in b.units]
+                    t0 = time.perf_counter()
+                    try:
+                        result = render(self.model, batch_objective(b.layer, list(b.channels), s.neurons, K,
+                                                                    s.diversity_weight),
+                                        param=make_param(s.param, s.size, len(seeds)), steps=s.steps, lr=s.lr,
+                                        seed=seeds, device=self.device, progress=step_progress)
+                    except (KeyboardInterrupt, UsageError):
+                        raise
+                    except Exception as e:  # this batch's units fail; the job goes on
+                        with _interrupts_held():
+                            self._record_failure(folder, b, e)
+                        bar.update(sum(new))
+                        continue
+                    seconds = (time.perf_counter() - t0) / len(b.channels)
                     with _interrupts_held():
-                        self._record_failure(b, e)
-                    bar.update(sum(not d for d in done_before))
-                    continue
-                seconds = (time.perf_counter() - t0) / len(b.channels)
-                with _interrupts_held():
-                    written += self._write_batch(b, seeds, result, seconds)
-                bar.update(sum(not d for d in done_before))
-                bar.set_postfix(layer=b.layer, refresh=False)
+                        written += self._write_batch(folder, b, seeds, new, result, seconds, run)
+                    bar.update(sum(new))
+                    bar.set_postfix(layer=b.layer, refresh=False)
         if self.shard.count > 1 or self.failures:
             self.report = merge(self.out)  # every shard as it ends: the last one to end leaves the folder complete
         return written
 
-    def _start(self):
-        """Create the folder (starting over with ``force``) and record this run in the part."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        root = self.out.resolve()
-        for rel in self.stale_files:  # --force: what the old records list, never anything outside --out
-            path = (self.out / rel)
-            if path.resolve().is_relative_to(root) and path.is_file() and not path.is_symlink():
-                path.unlink()
-        self.part["runs"].append(self.run_record)
-        self._write_part()
-
-    def _record_failure(self, b: Batch, error: BaseException):
+    def _record_failure(self, folder, b: Batch, error: BaseException):
         from .batch import _short
         message = f"{type(error).__name__}: {_short(error)}"
+        failed = folder.part.setdefault("failed", {})
         for u in b.units:
-            self.part.setdefault("failed", {})[str(u)] = message
-            self.failures[str(u)] = message
-        self._write_part()
+            failed[str(u)] = self.failures[str(u)] = message
+        folder.record_images(b.layer, {}, section=self.section_info[b.layer], sheet=False)
 
-    def _write_batch(self, b: Batch, seeds, result, seconds) -> int:
-        from .io import save_image
-        s, K = self.settings, self.settings.diversity
-        section = self.part["layers"].setdefault(b.layer, {"images": {}})
-        section.update(self.section_info[b.layer])
-        images, run = section["images"], len(self.part["runs"]) - 1
-        written = 0
+    def _write_batch(self, folder, b: Batch, seeds, new, result, seconds, run) -> int:
+        K, fmt = self.settings.diversity, self.settings.format
+        entries = {}
+        failed = folder.part.get("failed", {})
         for j, (u, seed) in enumerate(zip(b.units, seeds)):
-            if self.done(u):  # recorded by another run or shard: never rewrite its file
+            if not new[j]:  # recorded by another run or shard: its file is never rewritten
                 continue
-            rel = f"{b.layer}/{u.name(K)}.{s.format}"
-            save_image(result.images[j], self.out / rel)
-            images[u.name(K)] = {
+            rel = folder.image_rel(b.layer, u.name(K), fmt)
+            entries[u.name(K)] = {
                 "channel": u.channel, "k": u.k, "seed": seed, "value": float(result.values[j]), "file": rel,
-                "sha256": hashlib.sha256((self.out / rel).read_bytes()).hexdigest(),
-                "seconds": round(seconds, 4), "run": run,
+                "sha256": folder.save_image(rel, result.images[j]), "seconds": round(seconds, 4), "run": run,
             }
-            self.part.get("failed", {}).pop(str(u), None)
+            failed.pop(str(u), None)
             self._done[u] = True
-            written += 1
-        section["images"] = dict(sorted(images.items(), key=lambda kv: (kv[1]["channel"], kv[1]["k"])))
-        self._write_part()
-        if self.shard.count == 1:
-            merge(self.out, layers=[b.layer], check=False)
-        return written
-
-    def _write_part(self):
-        _write_json(part_path(self.out, self.shard.writer), self.part)
-
-    section_info: Dict[str, dict] = field(default_factory=dict)  # layer -> objective and channel count
-    report: Optional[MergeReport] = None  # the merge at the end of :meth:`run`, if one ran
-    _done: Dict[WorkUnit, bool] = field(default_factory=dict, repr=False)
-
-
-def _device_label(device) -> str:
-    from .batch import _device_label as label
-    return label(device)
+        manifest = folder.record_images(b.layer, entries, section=self.section_info[b.layer],
+                                        sheet=self.shard.count == 1)
+        self.recorded = {layer: sec.get("images", {}) for layer, sec in manifest.get("layers", {}).items()}
+        return len(entries)
 
 
 def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", out="renders",
@@ -509,13 +314,17 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
     model or layer, a bad channel spec, channels out of range, unreadable weights, an unwritable
     ``out``, or a folder that holds renders with other settings (unless ``force``).
     """
+    import math
+
     import torch
 
     from . import __version__
-    from .batch import (DIVERSITY_WEIGHT, FORMATS, PARAMS, SPEC_HELP, Settings, _differences, auto_batch,
-                        check_out_dir, make_param, objective_template, open_model, parse_channels, probe_layer,
+    from .batch import (DIVERSITY_WEIGHT, FORMATS, MAX_SEED, MAX_SIZE, PARAMS, SPEC_HELP, Settings, _device_label,
+                        auto_batch, make_param, objective_template, open_model, parse_channels, probe_layer,
                         resolve_device, weights_digest)
-    parse_channels(channels)  # the syntax, before anything slow
+    from .folder import RenderFolder, header_differences
+    from .units import ChannelSpec
+    ChannelSpec.parse(channels)  # the syntax, before anything slow
     if layers and layer_set:
         raise UsageError(f"name layers ({' '.join(layers)}) or give --layers {layer_set}, not both")
     if not layers and not layer_set:
@@ -523,11 +332,14 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
                          "(see: featvis layers MODEL)")
     if len(set(layers)) != len(layers):
         raise UsageError(f"a layer is named twice in {' '.join(layers)}; name each once")
-    for name, value, low in (("--size", size, 8), ("--steps", steps, 1), ("--diversity", diversity, 1)):
-        if int(value) < low:
-            raise UsageError(f"{name} {value}: must be at least {low}")
-    if not lr > 0:
-        raise UsageError(f"--lr {lr}: must be positive")
+    for name, value, low, high in (("--size", size, 8, MAX_SIZE), ("--steps", steps, 1, None),
+                                   ("--diversity", diversity, 1, 1024), ("--seed", seed, 0, MAX_SEED)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise UsageError(f"{name} {value!r}: expected a whole number")
+        if value < low or (high is not None and value > high):
+            raise UsageError(f"{name} {value}: must be at least {low}" + (f" and at most {high}" if high else ""))
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise UsageError(f"--lr {lr}: must be a positive finite number, e.g. 0.05")
     if format not in FORMATS:
         raise UsageError(f"--format {format}: use one of {', '.join(FORMATS)}")
     if param not in PARAMS:
@@ -536,22 +348,25 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
     if batch != "auto" and int(batch) < 1:
         raise UsageError(f"--batch {batch}: must be a positive number of channels, or auto")
     if force and shard.count > 1:
-        raise UsageError(f"--force with shard {shard} of {shard.count}: one shard starting over would delete the "
-                         "others' work; start over once without shards (or remove the folder), then run the shards")
+        raise UsageError(f"--force with shard {shard}: one shard starting over would delete the others' work; "
+                         "start over once without shards (or remove the folder), then run the shards")
     out = Path(out)
-    check_out_dir(out)
-    parts = {} if force else read_parts(out)
+    folder = RenderFolder(out)
+    folder.check_writable()
+    old = None if force else folder.read()
     dev = resolve_device(device)
     net = open_model(model, weights, dev, seed)
     names = list(layers) or select_layers(net, layer_set, size, model)
-    chosen: List[Tuple[str, List[int]]] = []
-    info = {}
+    folder.check_writable(names)
     settings = Settings(neurons, int(size), int(steps), float(lr), param, int(diversity), DIVERSITY_WEIGHT,
                         int(seed), format, dev.type)
+    chosen: List[Tuple[str, List[int]]] = []
+    info = {}
     for layer in names:
         shape = probe_layer(net, layer, size, dev)
         if neurons and len(shape) != 3:
-            raise UsageError(f"--neurons needs a spatial layer, but {layer!r} gives shape {shape}; drop --neurons or pick conv layers")
+            raise UsageError(f"--neurons needs a spatial layer, but {layer!r} gives shape {shape}; drop --neurons "
+                             "or pick conv layers")
         chans = parse_channels(channels, shape[0], f"{layer} of {model}")
         if not chans:
             raise UsageError(f"--channels {channels} selects no channel; expected {SPEC_HELP}")
@@ -565,65 +380,25 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
         n = min(auto_batch(net, layer, settings, dev) for layer, _ in chosen)
     else:
         n = int(batch)
-    new = {"model": model, "weights": {"spec": weights, "sha256": weights_digest(net)}, "settings": asdict(settings)}
-    stale: List[str] = []
-    if parts:
-        other = next(iter(parts.values()))
-        diffs = _differences(other, new)
+    header = {"model": model, "weights": {"spec": weights, "sha256": weights_digest(net)},
+              "settings": asdict(settings), "featvis": __version__, "torch": torch.__version__,
+              "device": _device_label(dev)}
+    if old is not None and old.get("settings") is not None:
+        diffs = header_differences(old, header)
         if diffs:
             raise UsageError(f"{out} holds renders made with other settings ({'; '.join(diffs)}); "
                              "repeat those settings to resume, choose another --out, or pass --force to start over there")
-    elif force:
-        for part in _readable_parts(out).values():
-            stale += [e["file"] for sec in part.get("layers", {}).values() for e in sec.get("images", {}).values()]
-            stale.append(str(part_path(Path("."), part["writer"])))
-        stale += [f"{name}_sheet.png" for name in _old_layers(out)] + ["manifest.json"]
-    else:
-        _refuse_legacy(out)
-    part = parts.get(shard.writer) or dict(featvis_part=PART_VERSION, writer=shard.writer, **new, job={}, layers={},
-                                           runs=[])
-    part["job"] = {"layers": {layer: spec_of(chans) for layer, chans in chosen}, "batch": n, "shards": shard.count}
-    recorded: Dict[str, Dict[str, dict]] = {}
-    for p in parts.values():
-        for layer, section in p["layers"].items():
-            recorded.setdefault(layer, {}).update(section["images"])
+    job = {"layers": {layer: spec_of(chans) for layer, chans in chosen}, "batch": n, "shards": shard.count}
     run_record = {
         "started": datetime.datetime.now().astimezone().isoformat(timespec="microseconds"),
         "featvis": __version__, "torch": torch.__version__, "python": platform.python_version(),
-        "device": _device_label(dev), "batch": n, "layers": dict(part["job"]["layers"]),
-        "channels": channels, "shard": str(shard), "launcher": shard.source, "host": socket.gethostname(),
-        "pid": os.getpid(), "argv": list(argv) if argv is not None else None,
+        "device": header["device"], "batch": n, "layer": ",".join(names), "channels": channels,
+        "shard": str(shard), "launcher": shard.source, "host": socket.gethostname(), "pid": os.getpid(),
+        "argv": list(argv) if argv is not None else None,
     }
-    return ShardJob(net, chosen, plan_batches(chosen, n, settings.diversity), shard, out, n, dev, settings, part,
-                    recorded, run_record, stale, section_info=info)
-
-
-def _readable_parts(out: Path) -> Dict[str, dict]:
-    try:
-        return read_parts(out)
-    except UsageError:
-        return {}
-
-
-def _old_layers(out: Path) -> List[str]:
-    try:
-        data = json.loads((out / "manifest.json").read_text())
-        return [str(name) for name in data.get("layers", {})]
-    except (OSError, ValueError, AttributeError):
-        return []
-
-
-def _refuse_legacy(out: Path) -> None:
-    """A folder with a manifest that records images but no part files was written by an older
-    featvis (before shards); its seeds differ, so it cannot be resumed."""
-    try:
-        data = json.loads((out / "manifest.json").read_text())
-        legacy = any(sec.get("images") for sec in data.get("layers", {}).values())
-    except (OSError, ValueError, AttributeError):
-        return
-    if legacy:
-        raise UsageError(f"{out} holds renders of an older featvis (no {out / PARTS}/); choose another --out, "
-                         "or pass --force to start over there")
+    recorded = {} if old is None else {layer: dict(sec.get("images", {})) for layer, sec in old.get("layers", {}).items()}
+    return ShardJob(net, chosen, plan_batches(chosen, n, settings.diversity), shard, out, n, dev, settings, header,
+                    job, run_record, info, recorded, force)
 
 
 # --- the command line: featvis render (many layers, shards) and featvis merge ----------------------
@@ -686,8 +461,9 @@ def render_command(args, argv: Optional[Sequence[str]] = None) -> int:
     total, todo = len(job.channels()), len(job.channels(done=False))
     pending = job.pending
     if not pending:
+        job.folder.refresh()  # a manifest or sheet that a kill left behind the records is rebuilt
         print(f"{who}nothing to do: all {total} channels of {what} are in {job.out / 'manifest.json'}")
-        _report(merge(job.out), shard, quiet=shard.count == 1)
+        _report(status(job.out), shard, quiet=shard.count == 1)
         return 0
     if todo < total:
         print(f"{who}resuming: {total - todo} of {total} channels are done; rendering {todo}", file=sys.stderr)
@@ -740,8 +516,10 @@ def merge_command(args) -> int:
     out = Path(args.dir)
     if not out.is_dir():
         raise UsageError(f"{out}: no such folder; give a folder written by featvis render")
-    if not (out / PARTS).is_dir():
-        raise UsageError(f"{out} has no {PARTS}/ folder of shard records; give a folder written by featvis render")
+    from .folder import RenderFolder
+    if not RenderFolder(out).exists():
+        raise UsageError(f"{out} holds no featvis records (no manifest.json, no parts/); give a folder written by "
+                         "featvis render")
     report = merge(out, sheets=args.sheets)
     for line in report.lines():
         print(line)

@@ -48,8 +48,9 @@ class Shard:
 
     @property
     def writer(self) -> str:
-        """The name of this shard's own record in the render folder: ``shard-0-of-4``."""
-        return f"shard-{self.index}-of-{self.count}"
+        """This shard's writer id in the render folder (its part ``parts/<writer>.json``):
+        ``shard-0-of-4``; a job of one shard is the folder's plain writer, ``main``."""
+        return "main" if self.count == 1 else f"shard-{self.index}-of-{self.count}"
 
     def owns(self, batch_index: int) -> bool:
         """Whether batch number ``batch_index`` of the job's ordered batch list is this shard's."""

@@ -7,14 +7,16 @@ knows the shard is mid-batch and SIGKILLs it (its pid is in the part's run recor
 
 With ``FEATVIS_TEST_WRITES=PREFIX`` every file this process renames into place or opens for
 writing is logged to ``PREFIX.<pid>`` as ``held<TAB>path``, ``held`` being 1 while the process holds
-the render folder's lock.
+the render folder's lock (around merges: manifest.json, sheets).
 """
 import json
 import os
 import sys
 import time
 
-import featvis.job
+from contextlib import contextmanager
+
+from featvis.folder import RenderFolder
 from featvis.models import register
 from featvis.models.toy import build as build_toy
 
@@ -45,21 +47,18 @@ _busy = [False]
 
 def _log_writes(prefix):
     log = f"{prefix}.{os.getpid()}"
-    lock = featvis.job.folder_lock
+    lock = RenderFolder._folder_lock
 
-    class held:  # featvis.job.folder_lock, noting when it is held
-        def __init__(self, out):
-            self.inner = lock(out)
-
-        def __enter__(self):
-            self.inner.__enter__()
+    @contextmanager
+    def held(self, *args, **kwargs):  # the folder lock, noting when it is held
+        with lock(self, *args, **kwargs):
             _held[0] = True
+            try:
+                yield
+            finally:
+                _held[0] = False
 
-        def __exit__(self, *exc):
-            _held[0] = False
-            return self.inner.__exit__(*exc)
-
-    featvis.job.folder_lock = held
+    RenderFolder._folder_lock = held
 
     def hook(event, args):
         if _busy[0]:

@@ -17,7 +17,8 @@ import pytest
 from . import shard_plugin  # noqa: F401  (registers "tinyshard" in this process too)
 from featvis.cli import main
 from featvis.errors import UsageError
-from featvis.job import INCOMPLETE, WorkUnit, merge, plan_batches, select_layers, spec_of, unit_seed
+from featvis.job import INCOMPLETE, merge, select_layers, unit_seed
+from featvis.units import WorkUnit, plan_batches, spec_of
 from featvis.shard import Shard, detect, device_for, parse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +48,11 @@ def torchrun(*args, **extra):
 def files(folder: Path):
     """{relative path: bytes} of the images and sheets (not the records: manifest, parts, logs)."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
+
+
+def stamps(folder: Path):
+    """Modification times of every file but the locks (which record who held them last)."""
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if not p.name.endswith(".lock")}
 
 
 def kill_when_stalled(out: Path, writer: str, stalled: Path, proc, timeout=300):
@@ -90,6 +96,7 @@ def test_detect_from_the_launchers_environment(environ, count, expected):
 def test_the_flag_wins_over_the_environment():
     s = detect("2/3", {"RANK": "0", "WORLD_SIZE": "8"})
     assert (s.index, s.count, s.source, s.writer) == (2, 3, "--shard", "shard-2-of-3")
+    assert detect(None, {}).writer == "main"  # a job of one shard is the folder's plain writer
 
 
 @pytest.mark.parametrize("flag, environ, count, message", [
@@ -155,8 +162,9 @@ def test_layer_sets():
 
 def test_one_process_renders_every_layer_into_one_folder(reference):
     m = json.loads((reference / "manifest.json").read_text())
-    assert list(m["layers"]) == ["conv2", "conv3"] and m["parts"] == ["shard-0-of-1"]
-    assert m["job"] == {"layers": {"conv2": "0:6", "conv3": "0:6"}, "batch": 2, "shards": 1}
+    assert list(m["layers"]) == ["conv2", "conv3"] and list(m["derived"]["parts"]) == ["main"]
+    part = json.loads((reference / "parts" / "main.json").read_text())
+    assert part["job"] == {"layers": {"conv2": "0:6", "conv3": "0:6"}, "batch": 2, "shards": 1}
     for layer in ("conv2", "conv3"):
         entries = m["layers"][layer]["images"]
         assert list(entries) == [str(c) for c in range(6)]
@@ -191,7 +199,8 @@ def test_torchrun_two_workers_one_killed_mid_batch_then_rerun(reference, tmp_pat
     assert r.returncode == 0, r.stdout + r.stderr
     assert files(out) == files(reference)  # every PNG and sheet, byte for byte
     m = json.loads((out / "manifest.json").read_text())
-    assert m["parts"] == ["shard-0-of-2", "shard-1-of-2"] and m["job"]["shards"] == 2
+    assert list(m["derived"]["parts"]) == ["shard-0-of-2", "shard-1-of-2"]
+    assert {r["shard"] for r in m["runs"]} == {"0/2", "1/2"} and {r["launcher"] for r in m["runs"]} == {"torchrun"}
 
 
 def test_submitit_local_array_of_three_one_killed_then_rerun(reference, tmp_path):
@@ -234,9 +243,9 @@ def test_shards_by_hand_one_left_out_then_run(reference, tmp_path, capsys):
     assert main(["merge", str(out)]) == 0
     assert files(out) == files(reference)
     # A shard with nothing left to do writes nothing.
-    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    before = stamps(out)
     assert main([*JOB, "--out", str(out), "--shard", "1/3"]) == 0
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    assert stamps(out) == before
 
 
 def test_two_shards_at_once_never_write_one_file(reference, tmp_path):
@@ -258,7 +267,7 @@ def test_two_shards_at_once_never_write_one_file(reference, tmp_path):
         shared = {p for held, p in rows if held}
         assert all(held for held, p in rows if p == "manifest.json" or p.endswith("_sheet.png"))
         # ... and everything else each shard writes is its own.
-        written.append({p for held, p in rows if not held and p != ".featvis.lock"})
+        written.append({p for held, p in rows if not held and not p.endswith(".lock")})
         assert shared
     assert written[0] and written[1] and not (written[0] & written[1]), written[0] & written[1]
     assert {"parts/shard-0-of-2.json", "conv2/0.png", "conv3/5.png"} - written[0] == {"conv3/5.png"}
@@ -290,20 +299,22 @@ def test_no_layer_and_a_layer_twice(tmp_path, capsys):
     assert main(["render", "tinyshard", "conv2", "conv2", "--out", str(tmp_path / "r")]) == 2
     assert "a layer is named twice" in capsys.readouterr().err
     assert main(["merge", str(tmp_path)]) == 2
-    assert "has no parts/ folder" in capsys.readouterr().err
+    assert "holds no featvis records" in capsys.readouterr().err
 
 
 def test_merge_is_safe_while_nothing_changed(reference, tmp_path):
     import shutil
     out = tmp_path / "renders"
     shutil.copytree(reference, out)
-    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    before = stamps(out)
     report = merge(out)
-    assert report.complete and report.wrote == []
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    assert report.complete and (report.expected, report.recorded, report.layers) == (12, 12, 2)
+    assert stamps(out) == before
     (out / "conv3_sheet.png").unlink()  # a derived file is rebuilt from the records
-    assert merge(out).wrote == ["conv3_sheet.png"]
-    assert files(out) == files(reference)
+    (out / "conv2" / "5.png").unlink()  # a lost image is reported
+    report = merge(out)
+    assert report.missing == {"0/1": ["conv2:5"]}
+    assert (out / "conv3_sheet.png").read_bytes() == (reference / "conv3_sheet.png").read_bytes()
 
 
 def test_plan_counts_units_and_times_a_probe(capsys):
