@@ -1,6 +1,7 @@
-"""Batch rendering: many channels of one layer into a folder, resumable and crash-safe.
+"""Batch rendering: the pieces of a render job (settings, checks, the batch objective, sheets).
 
-The job behind ``featvis render``, without argparse::
+The job itself (many layers, shards, resume) is :mod:`featvis.job`; :func:`prepare` here is its
+one-layer form, kept for callers of ``featvis.batch``::
 
     job = prepare("inceptionv1", "mixed4a", channels="0:64", out="renders", steps=512)
     job.run()
@@ -11,43 +12,28 @@ The folder ``out`` is a :class:`featvis.folder.RenderFolder` (layout, manifest, 
     parts/main.json        the same records as this writer keeps them (manifest.json is their merge)
     <layer>/<c>.png        channel c (``<c>_<k>.png`` for the k-th of ``diversity`` images)
     <layer>_sheet.png      labelled contact sheet of every image of the layer rendered so far
-
-Crash safety: the job holds the folder's writer lock while it runs (a second job into the same
-folder waits, then is refused naming the holder); images and records are written atomically and
-fsynced after each batch, so a kill at any moment loses at most the batch in flight. Nothing is
-written before the first batch has rendered. Image
-``k`` of channel ``c`` always gets the seed ``derive_seed(seed, c, k)``; a resumed run renders the
-same batches as an uninterrupted one would have, so its files are byte for byte the same.
 """
 from __future__ import annotations
 
-import datetime
 import hashlib
-import math
 import os
 import pickle
 import platform
 import signal
-import sys
 import threading
-import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
-from . import __version__
 from . import param as params
 from .errors import UsageError
-from .folder import MAIN, MANIFEST, MANIFEST_VERSION, RenderFolder  # noqa: F401  (MANIFEST*: re-exported)
+from .folder import MANIFEST, MANIFEST_VERSION, RenderFolder  # noqa: F401  (MANIFEST*: re-exported)
 from .models import activations, list_models, load_model, pick_device
 from .objectives import Objective, channel, diversity, neuron
 from .render import CPU_BATCH, auto_batch as render_auto_batch
-from .render import render
-from .rng import derive_seed
 from .units import SPEC_HELP, ChannelSpec, parse_channels  # noqa: F401  (parse_channels: old import path)
 
 #: Weight of the diversity term: Lucid's diversity notebook uses ``channel - 1e2 * diversity``
@@ -83,16 +69,6 @@ class Settings:
     seed: int = 0
     format: str = "png"
     device: str = "cpu"  # the device type that ran ("cpu", "cuda"): the two round differently
-
-
-def image_seed(seed: int, channel_index: int, k: int = 0) -> int:
-    """The seed of image ``k`` of channel ``channel_index``: the same whatever batch it is in."""
-    return derive_seed(seed, channel_index, k)
-
-
-def stem(c: int, k: int, diversity_k: int) -> str:
-    """File name stem: ``"476"``, or ``"476_2"`` when there are several images per channel."""
-    return str(c) if diversity_k == 1 else f"{c}_{k}"
 
 
 def batch_objective(layer: str, chans: Sequence[int], neurons: bool = False, k: int = 1,
@@ -208,97 +184,6 @@ def probe_layer(model, layer: str, size: int, device) -> tuple:
     return tuple(out.shape[1:])
 
 
-# --- the job ------------------------------------------------------------------------------------
-
-@dataclass
-class Job:
-    """A validated render job (see :func:`prepare`); :meth:`run` writes the files."""
-
-    model: torch.nn.Module
-    layer: str
-    channels: List[int]
-    pending: List[int]
-    out: Path
-    batch: int
-    device: torch.device
-    settings: Settings
-    manifest: dict  # the folder's records as last read or written (merged over its parts)
-    header: dict = field(default_factory=dict)  # model, weights, settings, versions: what claims the folder
-    section: dict = field(default_factory=dict)  # the layer's objective and channel count
-    run_info: dict = field(default_factory=dict)  # this run's record (versions, device, batch, argv)
-    force: bool = False
-    writer: str = MAIN
-
-    @property
-    def folder(self) -> RenderFolder:
-        return RenderFolder(self.out)
-
-    @property
-    def layer_entry(self) -> dict:
-        return self.manifest.get("layers", {}).get(self.layer, {"images": {}})
-
-    def complete(self, c: int) -> bool:
-        """Whether all of channel ``c``'s images are recorded, with their files intact."""
-        images, K, folder = self.layer_entry["images"], self.settings.diversity, self.folder
-        return all(stem(c, k, K) in images and folder.image_ok(images[stem(c, k, K)]) for k in range(K))
-
-    def refresh(self) -> bool:
-        """Rebuild the folder's derived files (manifest.json, sheets) if they are stale or damaged."""
-        return self.folder.refresh()
-
-    def run(self, progress: bool = True, step_progress: bool = False, log=None) -> int:
-        """Render the pending channels ``batch`` at a time; returns the number rendered.
-
-        Holds the folder's writer lock throughout (another job on the folder waits, then is
-        refused naming this one) and re-reads the records under it, so that two jobs never lose
-        each other's records. After each batch its images, the records and the layer's sheet are
-        written (atomically, with Ctrl-C held back until they are); nothing is written before the
-        first batch is rendered. ``progress``: a bar over channels on stderr; ``step_progress``: a
-        bar over the steps of each batch too.
-        """
-        folder = RenderFolder(self.out)
-        with folder.lock(self.writer):
-            deleted = folder.claim(self.header, force=self.force)  # checks the settings again, under the lock
-            self.force = False  # a second run() of this job resumes
-            self.manifest = (folder.read() or {}) if not deleted else {}
-            if not self.manifest:
-                self.manifest = {"layers": {}}
-            self.pending = [c for c in self.channels if not self.complete(c)]
-            run_index = folder.add_run(self.run_info)
-            s, K = self.settings, self.settings.diversity
-            done, started = 0, time.perf_counter()
-            bar = tqdm(total=len(self.channels), initial=len(self.channels) - len(self.pending), unit="ch",
-                       desc=self.layer, disable=not progress, dynamic_ncols=True,
-                       mininterval=0.1 if sys.stderr.isatty() else 10.0)
-            with bar:
-                for i in range(0, len(self.pending), self.batch):
-                    chans = self.pending[i:i + self.batch]
-                    seeds = [image_seed(s.seed, c, k) for c in chans for k in range(K)]
-                    t0 = time.perf_counter()
-                    result = render(self.model, batch_objective(self.layer, chans, s.neurons, K, s.diversity_weight),
-                                    param=make_param(s.param, s.size, len(seeds)), steps=s.steps, lr=s.lr,
-                                    seed=seeds, device=self.device, progress=step_progress)
-                    seconds = (time.perf_counter() - t0) / len(chans)
-                    with _interrupts_held():
-                        self._write_batch(folder, chans, seeds, result, seconds, run_index)
-                    done += len(chans)
-                    bar.update(len(chans))
-                    bar.set_postfix(steps_per_s=f"{(i // self.batch + 1) * s.steps / (time.perf_counter() - started):.3g}")
-        return done
-
-    def _write_batch(self, folder: RenderFolder, chans, seeds, result, seconds, run_index):
-        s, K = self.settings, self.settings.diversity
-        entries = {}
-        for j, (c, seed) in enumerate(zip([c for c in chans for _ in range(K)], seeds)):
-            k = j % K
-            rel = folder.image_rel(self.layer, stem(c, k, K), s.format)
-            entries[stem(c, k, K)] = {
-                "channel": c, "k": k, "seed": seed, "value": float(result.values[j]), "file": rel,
-                "sha256": folder.save_image(rel, result.images[j]), "seconds": round(seconds, 4), "run": run_index,
-            }
-        self.manifest = folder.record_images(self.layer, entries, section=self.section)
-
-
 @contextmanager
 def _interrupts_held():
     """Hold Ctrl-C (and SIGTERM) back while a batch's files are written, then act on it: what is
@@ -337,71 +222,11 @@ def _device_label(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def prepare(model: str, layer: str, channels: str = "all", out="renders", weights: str = "default",
-            neurons: bool = False, size: int = 128, steps: int = 512, lr: float = 0.05,
-            param: str = "fourier", diversity: int = 1, seed: int = 0, device: str = "auto",
-            batch="auto", format: str = "png", force: bool = False, argv: Optional[Sequence[str]] = None) -> Job:
-    """Check everything a render job needs and return it, without writing anything.
-
-    Raises :class:`UsageError` (one line: the problem and the fix) for an unknown model or layer,
-    a bad channel spec, channels out of range, unreadable weights, an unwritable ``out``, or a
-    folder that holds renders with other settings (unless ``force``: then it starts over there).
-    Channels whose images the manifest records, with the files intact, are skipped (``pending``).
-    """
-    ChannelSpec.parse(channels)  # the syntax, before anything slow
-    for name, value, low, high in (("--size", size, 8, MAX_SIZE), ("--steps", steps, 1, None),
-                                   ("--diversity", diversity, 1, 1024), ("--seed", seed, 0, MAX_SEED)):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise UsageError(f"{name} {value!r}: expected a whole number")
-        if value < low or (high is not None and value > high):
-            upto = f" and at most {high}" if high is not None else ""
-            raise UsageError(f"{name} {value}: must be at least {low}{upto}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise UsageError(f"--lr {lr}: must be a positive finite number, e.g. 0.05")
-    if format not in FORMATS:
-        raise UsageError(f"--format {format}: use one of {', '.join(FORMATS)}")
-    if param not in PARAMS:
-        raise UsageError(f"--param {param}: use one of {', '.join(PARAMS)}")
-    make_param(param, 8, 1)  # available in this build?
-    if batch != "auto" and int(batch) < 1:
-        raise UsageError(f"--batch {batch}: must be a positive number of channels, or auto")
-    out = Path(out)
-    folder = RenderFolder(out)
-    folder.check_writable()
-    old = None if force else folder.read()
-    dev = resolve_device(device)
-    net = open_model(model, weights, dev, seed)
-    shape = probe_layer(net, layer, size, dev)
-    folder.check_writable([layer])
-    if neurons and len(shape) != 3:
-        raise UsageError(f"--neurons needs a spatial layer, but {layer!r} gives shape {shape}; drop --neurons or pick a conv layer")
-    chans = parse_channels(channels, shape[0], f"{layer} of {model}")
-    if not chans:
-        raise UsageError(f"--channels {channels} selects no channel; expected {SPEC_HELP}")
-
-    settings = Settings(neurons, int(size), int(steps), float(lr), param, int(diversity),
-                        DIVERSITY_WEIGHT, int(seed), format, dev.type)
-    header = {"model": model, "weights": {"spec": weights, "sha256": weights_digest(net)},
-              "settings": asdict(settings), "featvis": __version__, "torch": torch.__version__,
-              "device": _device_label(dev)}
-    if old is not None and old.get("settings") is not None:
-        from .folder import header_differences
-        diffs = header_differences(old, header)
-        if diffs:
-            raise UsageError(f"{out} holds renders made with other settings ({'; '.join(diffs)}); "
-                             "repeat those settings to resume, choose another --out, or pass --force to start over there")
-    section = {"objective": objective_template(layer, neurons, settings.diversity, DIVERSITY_WEIGHT),
-               "channels": shape[0]}
-    n = auto_batch(net, layer, settings, dev) if batch == "auto" else int(batch)
-    run_info = {
-        "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "featvis": __version__, "torch": torch.__version__, "python": platform.python_version(),
-        "device": header["device"], "batch": n, "layer": layer, "channels": channels,
-        "argv": list(argv) if argv is not None else None,
-    }
-    job = Job(net, layer, chans, [], out, n, dev, settings, old or {"layers": {}}, header, section, run_info, force)
-    job.pending = [c for c in chans if not job.complete(c)]
-    return job
+def prepare(model: str, layer: str, channels: str = "all", out="renders", **options):
+    """A render job of one layer: :func:`featvis.job.prepare_job` with ``[layer]`` (same options,
+    same checks, nothing written until :meth:`~featvis.job.ShardJob.run`)."""
+    from .job import prepare_job
+    return prepare_job(model, [layer], channels, out, **options)
 
 
 # --- sheets ------------------------------------------------------------------------------------

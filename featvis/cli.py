@@ -125,8 +125,8 @@ output (--out DIR):
   DIR/<layer>_sheet.png        labelled contact sheet of every image rendered so far
 
 Re-running the same command resumes: images already in the manifest are skipped. Each image's
-seed comes from --seed, the channel and k, so an image does not depend on --batch (up to float
-rounding) nor on interruptions (not at all: a resumed run's files equal an uninterrupted one's). --batch auto: on CUDA as many channels as ~80% of free GPU memory holds (at most
+seed comes from --seed, the layer, the channel and k, so an image does not depend on --batch (up to
+float rounding) nor on interruptions or shards (not at all: a resumed run's files equal an uninterrupted one's). --batch auto: on CUDA as many channels as ~80% of free GPU memory holds (at most
 256 images per batch); on the CPU 8.
 
 example:
@@ -162,7 +162,7 @@ def cmd_render(sub):
     p.add_argument("--param", choices=["fourier", "pixel", "cppn"], default="fourier", help="image parameterization (default: fourier)")
     p.add_argument("--diversity", type=int, default=1, metavar="K",
                    help="K diverse images per channel (objective + 100 * diversity, as Lucid; default: 1)")
-    p.add_argument("--seed", type=int, default=0, help="run seed; each image's seed derives from it, the channel and k (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="run seed; each image's seed derives from it, the layer, the channel and k (default: 0)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: auto (CUDA when present)")
     p.add_argument("--weights", default="default", metavar="default|none|PATH",
                    help="pretrained weights (default), random init from --seed (none), or a state dict file")

@@ -328,3 +328,21 @@ def test_plan_counts_units_and_times_a_probe(capsys):
     assert 1 <= shards <= 6  # never more shards than batches
     assert main(["plan", "tinyshard", "--layers", "blocks"]) == 2
     assert "marks no block outputs" in capsys.readouterr().err
+
+
+def test_the_slurm_array_example_script(reference, tmp_path):
+    """examples/slurm_array.sh as tasks 0 and 1 of ``sbatch --array=0-1`` (SLURM's environment, no SLURM)."""
+    out = tmp_path / "renders"
+    settings = dict(MODEL="tinyshard", LAYERS="conv2 conv3", CHANNELS="0:6", STEPS="3", SIZE="32", BATCH="2",
+                    OUT=str(out), PYTHON=sys.executable)
+    procs = [subprocess.Popen(["bash", str(ROOT / "examples" / "slurm_array.sh")],
+                              env=env(SLURM_ARRAY_JOB_ID="77", SLURM_ARRAY_TASK_ID=str(i), SLURM_ARRAY_TASK_MIN="0",
+                                      SLURM_ARRAY_TASK_MAX="1", SLURM_ARRAY_TASK_COUNT="2", **settings),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+        assert "(SLURM array)" in err
+    assert sorted(p.name for p in (out / "parts").glob("*.json")) == ["shard-0-of-2.json", "shard-1-of-2.json"]
+    assert featvis("merge", str(out)).returncode == 0
+    assert files(out) == files(reference)
