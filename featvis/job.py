@@ -277,9 +277,11 @@ class ShardJob:
     def _record_failure(self, folder, b: Batch, error: BaseException):
         from .batch import _short
         message = f"{type(error).__name__}: {_short(error)}"
-        failed = folder.part.setdefault("failed", {})
         for u in b.units:
-            failed[str(u)] = self.failures[str(u)] = message
+            self.failures[str(u)] = message
+        if not any(sec.get("images") for sec in folder.part.get("layers", {}).values()):
+            return  # nothing rendered yet: a record would claim the folder for settings that fail
+        folder.part.setdefault("failed", {}).update({str(u): message for u in b.units})
         folder.record_images(b.layer, {}, section=self.section_info[b.layer], sheet=False)
 
     def _write_batch(self, folder, b: Batch, seeds, new, result, seconds, run) -> int:
@@ -450,6 +452,9 @@ def render_command(args, argv: Optional[Sequence[str]] = None) -> int:
         from .launch import submit_array
         return submit_array(args, list(argv or []))
     shard = detect(args.shard, count=args.shards)
+    if shard.local_rank is not None and device_for(shard, args.device) != args.device:
+        import torch
+        torch.cuda.set_device(shard.local_rank)  # so that nothing lands on cuda:0 by default
     job = prepare_job(args.model, list(args.layer), args.channels, args.out, weights=args.weights,
                       layer_set=args.layers, neurons=args.neurons, size=args.size, steps=args.steps, lr=args.lr,
                       param=args.param, diversity=args.diversity, seed=args.seed,
@@ -525,7 +530,10 @@ def merge_command(args) -> int:
         print(line)
     if not report.complete:
         shards = sorted(report.missing, key=_shard_order)
-        print(f"missing units in shard{'s' * (len(shards) > 1)} {', '.join(shards)}: run the same featvis render "
-              f"command with --shard {shards[0]} (and so on), then featvis merge {out} again", file=sys.stderr)
+        if shards == ["0/1"]:
+            print(f"missing units: run the same featvis render command again, then featvis merge {out}", file=sys.stderr)
+        else:
+            print(f"missing units in shard{'s' * (len(shards) > 1)} {', '.join(shards)}: run the same featvis render "
+                  f"command with --shard {shards[0]} (and so on), then featvis merge {out} again", file=sys.stderr)
         return INCOMPLETE
     return 0

@@ -346,3 +346,13 @@ def test_the_slurm_array_example_script(reference, tmp_path):
     assert sorted(p.name for p in (out / "parts").glob("*.json")) == ["shard-0-of-2.json", "shard-1-of-2.json"]
     assert featvis("merge", str(out)).returncode == 0
     assert files(out) == files(reference)
+
+
+def test_a_failing_batch_is_reported_and_claims_nothing(tmp_path, capsys):
+    out = tmp_path / "renders"
+    bad = ["render", "tinyshard", "conv2", "--channels", "0:2", "--batch", "1", "--steps", "2", "--size", "32",
+           "--lr", "1e300", "--out", str(out)]
+    assert main(bad) == 1
+    assert "2 images failed (first: conv2:0: " in capsys.readouterr().err
+    assert not (out / "manifest.json").exists() and not list(out.glob("parts/*.json"))  # the folder is not claimed
+    assert main(bad[:-4] + ["--out", str(out)]) == 0  # the advised fix (another --lr) is not refused
