@@ -86,11 +86,17 @@ def _check_arguments(model, param, steps, lr):
         raise ValueError(f"steps={steps!r}: expected a whole number of optimization steps (0 returns the start image)")
     if lr is not None and not (isinstance(lr, (int, float)) and 0 < lr < float("inf")):
         raise ValueError(f"lr={lr!r}: expected a positive finite learning rate, e.g. 0.05")
-    inference = [name for name, t in list(getattr(model, "named_parameters", lambda: [])())
-                 + list(getattr(param, "named_parameters", lambda: [])()) if t.is_inference()]
+    inference = [name for name, t in list(getattr(model, "named_parameters", lambda: [])()) if t.is_inference()]
     if inference:
-        raise ValueError(f"{inference[0]} was created under torch.inference_mode(), so no gradient can flow "
-                         "through it; build the model and param outside inference_mode (render itself may run inside it)")
+        raise ValueError(f"the model's {inference[0]} was created under torch.inference_mode(), so no gradient can "
+                         "flow through it; build the model outside inference_mode (render itself may run inside it)")
+    if isinstance(param, torch.nn.Module):  # a param made under inference_mode: ordinary copies of its tensors
+        for module in param.modules():
+            for table in (module._parameters, module._buffers):
+                for name, t in list(table.items()):
+                    if t is not None and t.is_inference():
+                        copy = t.detach().clone()
+                        table[name] = torch.nn.Parameter(copy, t.requires_grad) if isinstance(t, torch.nn.Parameter) else copy
 
 
 def _prepare_param(param, objective, init, seed, device):

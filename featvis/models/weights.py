@@ -168,11 +168,11 @@ def fetch_torchvision(member, name: str) -> Tuple[StateDict, str]:
 def read_state_dict(path, name: str, cached: bool = False) -> StateDict:
     """Read a state dict from ``path`` (CPU, tensors only), with errors that say what to do."""
     path = Path(path)
+    if path.is_dir():
+        raise WeightsError(f"{path} is a folder; weights= takes the path of a state dict file (.pth/.pt) in it")
     if not path.is_file():
         raise WeightsError(f"no weights file {str(path)!r} for {name}; weights= takes 'default', a path to "
                            "a state dict (.pth), or None for random weights")
-    if path.is_dir():
-        raise WeightsError(f"{path} is a folder; weights= takes the path of a state dict file (.pth/.pt) in it")
     try:
         with warnings.catch_warnings():  # torch's own multi-line advice (weights_only=False) is not for users
             warnings.simplefilter("ignore")
