@@ -780,3 +780,13 @@ class RenderFolder:
         out = self.write_file(self.sheet_rel(layer), lambda tmp: image.save(tmp, format="PNG"), tag=_FOLDER_TAG)
         _crash_point("sheet")
         return out
+
+
+def merge(folder, wait: Optional[float] = None) -> dict:
+    """Rebuild ``folder``'s ``manifest.json`` from its parts and every stale sheet, under the
+    folder lock (what ``featvis merge DIR`` runs after sharded jobs). Returns the merged records;
+    :class:`UsageError` if the parts disagree on model, weights or settings, or one is malformed."""
+    rf = folder if isinstance(folder, RenderFolder) else RenderFolder(folder)
+    if not rf.exists():
+        raise UsageError(f"{rf.root} holds no featvis records (no manifest.json, no parts/); give a render folder")
+    return rf.merge(sheets=None, wait=wait)

@@ -246,6 +246,34 @@ def test_two_renders_at_once_keep_every_record(tmp_path):
     assert not rf.sheet_is_stale("conv2") and not rf.sheet_is_stale("conv3")
 
 
+def test_two_renders_with_different_settings_at_once_one_is_refused_nothing_lost(tmp_path):
+    out = tmp_path / "renders"
+    procs = [subprocess.Popen([sys.executable, "-m", "featvis", *SIX, "--steps", steps, "--out", str(out)],
+                              env=env(FEATVIS_LOCK_WAIT="240"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for steps in ("8", "9")]
+    results = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
+    assert sorted(rc for rc, _ in results) == [0, 2], results
+    winner = [i for i, (rc, _) in enumerate(results) if rc == 0][0]
+    loser_err = results[1 - winner][1].splitlines()[-1]
+    assert "holds renders made with other settings" in loser_err
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["settings"]["steps"] == (8, 9)[winner] and len(m["layers"]["conv2"]["images"]) == 6
+
+
+def test_merge_rebuilds_the_manifest_from_the_parts(tmp_path):
+    s0 = RenderFolder(tmp_path)
+    with s0.lock("shard-0-of-2"):
+        s0.claim(header())
+        s0.record_images("conv2", record(s0, "conv2", 0))
+    (tmp_path / "manifest.json").unlink()
+    (tmp_path / "conv2_sheet.png").write_bytes(b"junk")
+    m = fo.merge(tmp_path)
+    assert list(m["layers"]["conv2"]["images"]) == ["0"] and (tmp_path / "manifest.json").is_file()
+    assert not RenderFolder(tmp_path).sheet_is_stale("conv2")
+    with pytest.raises(UsageError, match="holds no featvis records"):
+        fo.merge(tmp_path / "empty")
+
+
 def test_a_writer_that_cannot_wait_exits_2_and_the_holder_finishes(tmp_path):
     out = tmp_path / "renders"
     stalled = tmp_path / "stalled"
