@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Union
@@ -83,9 +84,9 @@ def evaluate(model, objective, images: torch.Tensor) -> torch.Tensor:
 
 def _check_arguments(model, param, steps, lr):
     """render()'s arguments that would otherwise fail deep in the loop, or not at all."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
         raise ValueError(f"steps={steps!r}: expected a whole number of optimization steps (0 returns the start image)")
-    if lr is not None and not (isinstance(lr, (int, float)) and 0 < lr < float("inf")):
+    if lr is not None and not (isinstance(lr, numbers.Real) and 0 < lr < float("inf")):
         raise ValueError(f"lr={lr!r}: expected a positive finite learning rate, e.g. 0.05")
     inference = [name for name, t in list(getattr(model, "named_parameters", lambda: [])()) if t.is_inference()]
     if inference:
