@@ -45,7 +45,7 @@ from .io import atomic_write, save_image, sheet
 from .models import activations, list_models, load_model, pick_device
 from .objectives import Objective, channel, diversity, neuron
 from .render import CPU_BATCH, auto_batch as render_auto_batch
-from .render import render
+from .render import DEFAULT_LR, render
 from .rng import derive_seed
 from .units import SPEC_HELP, ChannelSpec, parse_channels  # noqa: F401  (parse_channels: old import path)
 
@@ -380,7 +380,7 @@ def _device_label(device: torch.device) -> str:
 
 
 def prepare(model: str, layer: str, channels: str = "all", out="renders", weights: str = "default",
-            neurons: bool = False, size: int = 128, steps: int = 512, lr: float = 0.05,
+            neurons: bool = False, size: int = 128, steps: int = 512, lr: Optional[float] = None,
             param: str = "fourier", diversity: int = 1, seed: int = 0, device: str = "auto",
             batch="auto", format: str = "png", force: bool = False, argv: Optional[Sequence[str]] = None) -> Job:
     """Check everything a render job needs and return it, without writing anything.
@@ -389,18 +389,22 @@ def prepare(model: str, layer: str, channels: str = "all", out="renders", weight
     a bad channel spec, channels out of range, unreadable weights, an unwritable ``out``, or a
     folder that holds renders with other settings (unless ``force``: then it starts over there).
     Channels whose images the manifest records, with the files intact, are skipped (``pending``).
+    ``lr=None`` is the param's own ``default_lr`` (0.005 for ``cppn``), else 0.05; the manifest
+    records the rate used.
     """
     ChannelSpec.parse(channels)  # the syntax, before anything slow
     for name, value, low in (("--size", size, 8), ("--steps", steps, 1), ("--diversity", diversity, 1)):
         if int(value) < low:
             raise UsageError(f"{name} {value}: must be at least {low}")
-    if not lr > 0:
+    if lr is not None and not lr > 0:
         raise UsageError(f"--lr {lr}: must be positive")
     if format not in FORMATS:
         raise UsageError(f"--format {format}: use one of {', '.join(FORMATS)}")
     if param not in PARAMS:
         raise UsageError(f"--param {param}: use one of {', '.join(PARAMS)}")
-    make_param(param, 8, 1)  # available in this build?
+    probe = make_param(param, 8, 1)  # available in this build?
+    if lr is None:  # the param's own rate (a CPPN's is 10x smaller), as render(lr=None) picks it
+        lr = getattr(probe, "default_lr", None) or DEFAULT_LR
     if batch != "auto" and int(batch) < 1:
         raise UsageError(f"--batch {batch}: must be a positive number of channels, or auto")
     out = Path(out)

@@ -110,6 +110,9 @@ def _layers(args) -> int:
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(3)]
     for r in [head] + rows:
         print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}")
+    if any(li.calls > 1 for li in table):
+        print("\nNAME#k: the k-th call of a module that forward calls more than once (NAME alone is its first call)")
+    print(f"\nlayer:channel@x,y: x is the column, y the row of the map shown (its size for --size {args.size} images)")
     if any(li.block for li in table):
         print("\n* a block output (a residual, ConvNeXt or inception block, or a conv stage): the usual layers to visualize")
     return 0
@@ -156,7 +159,8 @@ def cmd_render(sub):
     p.add_argument("--neurons", action="store_true", help="optimize each channel's centre neuron instead of the whole channel")
     p.add_argument("--size", type=int, default=128, help="image size in pixels (default: 128)")
     p.add_argument("--steps", type=int, default=512, help="optimization steps (default: 512)")
-    p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default: 0.05)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate (default: the param's own, 0.005 for cppn, else 0.05)")
     p.add_argument("--batch", type=_batch_arg, default=32, metavar="N|auto",
                    help="channels per batched optimization (default: 32; auto: from free memory)")
     p.add_argument("--param", choices=["fourier", "pixel", "cppn"], default="fourier", help="image parameterization (default: fourier)")
