@@ -92,6 +92,7 @@ def evaluate(model, objective, images: torch.Tensor) -> torch.Tensor:
     seen = composite(images, GRAY) if images.shape[1] == 4 else images  # RGBA: over gray
     with torch.no_grad(), frozen(model), capture(model, objective.layers) as run:
         acts = run(seen)
+        objective.bind({k: tuple(v.shape[1:]) for k, v in acts.items()})  # @x,y index these maps
         acts[INPUT] = images
         return objective(acts).float().cpu()
 
@@ -156,6 +157,11 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     with frozen(model), relu_redirection(model) as redirect, \
             model_runner(model, objective.layers, device, precision, compile) as run, \
             tqdm(total=steps, disable=not progress, desc=objective.name[:40], leave=False) as bar:
+        with torch.no_grad():  # the bare image's maps: where @x,y point; a bad position fails here, not at the end
+            first = param()
+            acts = run.plain(composite(first, GRAY) if first.shape[1] == 4 else first)
+            objective.bind({k: tuple(v.shape[1:]) for k, v in acts.items()})
+            objective({**acts, INPUT: first})
         for step in range(steps):
             redirect(step)  # Lucid's redirected ReLU for the model's first `redirect_steps` steps
             image = param()

@@ -27,12 +27,23 @@ class Objective:
     """
 
     def __init__(self, fn: Callable[[Acts], torch.Tensor], layers: Iterable[str], name: str,
-                 batch_size: Optional[int] = None, precedence: int = _ATOM):
+                 batch_size: Optional[int] = None, precedence: int = _ATOM, binders: Tuple[Callable, ...] = ()):
         self.fn = fn
         self.layers: FrozenSet[str] = frozenset(layers)
         self.name = name
         self.batch_size = batch_size
         self._prec = precedence
+        self.binders = tuple(binders)
+
+    def bind(self, shapes: Dict[str, Tuple[int, ...]]) -> "Objective":
+        """Tell the leaves the shapes ``{layer: (C, H, W)}`` of the layers for the *bare* image
+        (untransformed, at the size being rendered). :func:`featvis.render` calls it before the
+        first step: a neuron's ``@x,y`` index the bare image's map, and during optimization, when
+        the model sees a padded and jittered canvas with a larger map, the neuron maps them onto
+        it (shifted by half the difference: the padding scaled by the layer's stride)."""
+        for bind in self.binders:
+            bind(shapes)
+        return self
 
     def __call__(self, acts: Acts) -> torch.Tensor:
         return self.fn(acts)
@@ -55,7 +66,8 @@ class Objective:
             fn = lambda acts: op(left(acts), right(acts))  # noqa: E731
             # Right operand of - and / binds tighter: a - (b + c).
             name = f"{left._wrapped(prec)} {symbol} {right._wrapped(prec + 1 if symbol in '-/' else prec)}"
-            return Objective(fn, left.layers | right.layers, name, self._join(left.batch_size, right.batch_size), prec)
+            return Objective(fn, left.layers | right.layers, name, self._join(left.batch_size, right.batch_size), prec,
+                             left.binders + right.binders)
         if isinstance(other, numbers.Number) and not isinstance(other, bool):
             c = float(other)
             if reverse:
@@ -64,7 +76,7 @@ class Objective:
             else:
                 fn = lambda acts: op(self(acts), c)  # noqa: E731
                 name = f"{self._wrapped(prec)} {symbol} {_fmt(c)}"
-            return Objective(fn, self.layers, name, self.batch_size, prec)
+            return Objective(fn, self.layers, name, self.batch_size, prec, self.binders)
         return NotImplemented
 
     def __add__(self, o): return self._binary(o, lambda a, b: a + b, "+", _ADD)  # noqa: E704
@@ -80,7 +92,8 @@ class Objective:
     def __rtruediv__(self, o): return self._binary(o, lambda a, b: a / b, "/", _MUL, reverse=True)  # noqa: E704
 
     def __neg__(self):
-        return Objective(lambda acts: -self(acts), self.layers, f"-{self._wrapped(_MUL + 1)}", self.batch_size, _MUL)
+        return Objective(lambda acts: -self(acts), self.layers, f"-{self._wrapped(_MUL + 1)}", self.batch_size, _MUL,
+                         self.binders)
 
     def __pos__(self):
         return self
