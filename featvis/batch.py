@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,7 +44,7 @@ from . import param as params
 from .errors import UsageError
 from .io import atomic_write, save_image, sheet
 from .models import activations, list_models, load_model, pick_device
-from .objectives import Objective, channel, diversity, neuron
+from .objectives import Objective, channel, diversity, neuron, scaled
 from .render import CPU_BATCH, auto_batch as render_auto_batch
 from .render import DEFAULT_LR, render
 from .rng import derive_seed
@@ -51,9 +52,12 @@ from .units import SPEC_HELP, ChannelSpec, parse_channels  # noqa: F401  (parse_
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
-#: Weight of the diversity term: Lucid's diversity notebook uses ``channel - 1e2 * diversity``
-#: with Lucid's (positive) similarity, i.e. ``channel + 100 * diversity`` with featvis's sign.
-DIVERSITY_WEIGHT = 100.0
+#: Weight of the diversity term, relative to the objective (see :func:`featvis.objectives.scaled`):
+#: each channel's K images maximize ``channel + w * |channel| * diversity`` with ``|channel|`` the
+#: group's mean value at that step, held constant. Lucid's notebook used a fixed
+#: ``channel - 1e2 * diversity``, tuned to InceptionV1's activation sizes; a fixed 100 washes the
+#: images out on a model whose units reach 0.3 (the hand-coded one). Relative, one weight fits all.
+DIVERSITY_WEIGHT = 0.5
 #: ``batch="auto"`` on the CPU: ``featvis.render.CPU_BATCH`` (a CPU gains little from larger
 #: batches, and a small batch loses little to a kill and shows progress, and a sheet, early).
 CPU_AUTO_BATCH = CPU_BATCH
@@ -96,18 +100,22 @@ def batch_objective(layer: str, chans: Sequence[int], neurons: bool = False, k: 
                     weight: float = DIVERSITY_WEIGHT) -> Objective:
     """One objective for a batch: image ``i*k + j`` maximizes channel ``chans[i]`` (its centre
     neuron with ``neurons``); with ``k > 1`` each channel's ``k`` images also push apart with
-    ``weight * diversity(layer)`` over their own group."""
+    ``weight * |objective| * diversity(layer)`` over their own group (see
+    :func:`featvis.objectives.scaled`; ``Result.terms`` then holds the two parts)."""
     units = [c for c in chans for _ in range(k)]
     obj = (neuron if neurons else channel)(layer, units)
     if k > 1:
-        obj = obj + weight * sum(diversity(layer, batch=list(range(i * k, i * k + k))) for i in range(len(chans)))
+        div = sum(diversity(layer, batch=list(range(i * k, i * k + k))) for i in range(len(chans)))
+        obj = scaled(obj, div, weight, group=k, label="diversity")
     return obj
 
 
 def objective_template(layer: str, neurons: bool, k: int, weight: float) -> str:
     """How the manifest describes each image's objective, with ``c`` the channel."""
     base = f"{'neuron' if neurons else 'channel'}({layer}:c)"
-    return base if k == 1 else f"{base} + {weight:g} * diversity({layer}) over the channel's {k} images"
+    return base if k == 1 else (f"{base} + {weight:g} * |{base}| * diversity({layer}) over the channel's {k} images "
+                                "(|...| the group's mean objective, held constant); 'value' is the first term, "
+                                "'diversity' the second")
 
 
 def make_param(name: str, size: int, batch: int):
@@ -305,6 +313,7 @@ class Job:
                 seconds = (time.perf_counter() - t0) / len(chans)
                 with _interrupts_held():
                     self._write_batch(chans, seeds, result, seconds)
+                _warn_dead_channels(self.layer, chans, result, K)
                 done += len(chans)
                 bar.update(len(chans))
                 bar.set_postfix(steps_per_s=f"{(i // self.batch + 1) * s.steps / (time.perf_counter() - started):.3g}")
@@ -327,10 +336,12 @@ class Job:
             k = j % K
             rel = f"{self.layer}/{stem(c, k, K)}.{s.format}"
             save_image(result.images[j], self.out / rel)
+            value = result.terms["objective"][j] if "objective" in result.terms else result.values[j]
             images[stem(c, k, K)] = {
-                "channel": c, "k": k, "seed": seed, "value": float(result.values[j]), "file": rel,
+                "channel": c, "k": k, "seed": seed, "value": float(value), "file": rel,
                 "sha256": hashlib.sha256((self.out / rel).read_bytes()).hexdigest(),
                 "seconds": round(seconds, 4), "run": run_index,
+                **({"diversity": float(result.terms["diversity"][j])} if "diversity" in result.terms else {}),
             }
         self.layer_entry["images"] = dict(sorted(images.items(), key=lambda kv: (kv[1]["channel"], kv[1]["k"])))
         self._write_manifest()
@@ -339,6 +350,17 @@ class Job:
     def _write_manifest(self):
         text = json.dumps(self.manifest, indent=1) + "\n"
         atomic_write(self.out / MANIFEST, lambda tmp: Path(tmp).write_text(text))
+
+
+def _warn_dead_channels(layer: str, chans: Sequence[int], result, K: int) -> None:
+    """Channels whose every image ended at exactly 0: units that never fired (a ReLU below zero
+    for every input tried), so the optimization could not move them; their images are noise."""
+    values = result.terms.get("objective", result.values).view(len(chans), K)
+    dead = [c for c, v in zip(chans, values) if not v.any()]
+    if dead:
+        warnings.warn(f"{layer}: channel(s) {', '.join(map(str, dead[:20]))}{' ...' if len(dead) > 20 else ''} stayed at 0 "
+                      "(the unit never fired, so its gradient was 0 and the image is the starting noise); try "
+                      "another --seed, or a layer before the ReLU", RuntimeWarning, stacklevel=2)
 
 
 @contextmanager
@@ -381,7 +403,8 @@ def _device_label(device: torch.device) -> str:
 
 def prepare(model: str, layer: str, channels: str = "all", out="renders", weights: str = "default",
             neurons: bool = False, size: int = 128, steps: int = 512, lr: Optional[float] = None,
-            param: str = "fourier", diversity: int = 1, seed: int = 0, device: str = "auto",
+            param: str = "fourier", diversity: int = 1, diversity_weight: Optional[float] = None,
+            seed: int = 0, device: str = "auto",
             batch="auto", format: str = "png", force: bool = False, argv: Optional[Sequence[str]] = None) -> Job:
     """Check everything a render job needs and return it, without writing anything.
 
@@ -398,6 +421,10 @@ def prepare(model: str, layer: str, channels: str = "all", out="renders", weight
             raise UsageError(f"{name} {value}: must be at least {low}")
     if lr is not None and not lr > 0:
         raise UsageError(f"--lr {lr}: must be positive")
+    diversity_weight = DIVERSITY_WEIGHT if diversity_weight is None else float(diversity_weight)
+    if not diversity_weight >= 0:
+        raise UsageError(f"--diversity-weight {diversity_weight}: must be 0 or more (0: no push apart; default "
+                         f"{DIVERSITY_WEIGHT:g}, relative to the objective)")
     if format not in FORMATS:
         raise UsageError(f"--format {format}: use one of {', '.join(FORMATS)}")
     if param not in PARAMS:
@@ -420,7 +447,7 @@ def prepare(model: str, layer: str, channels: str = "all", out="renders", weight
         raise UsageError(f"--channels {channels} selects no channel; expected {SPEC_HELP}")
 
     settings = Settings(neurons, int(size), int(steps), float(lr), param, int(diversity),
-                        DIVERSITY_WEIGHT, int(seed), format, dev.type)
+                        diversity_weight, int(seed), format, dev.type)
     new = {
         "featvis_manifest": MANIFEST_VERSION, "model": model,
         "weights": {"spec": weights, "sha256": weights_digest(net)},
@@ -444,7 +471,7 @@ def prepare(model: str, layer: str, channels: str = "all", out="renders", weight
         manifest = dict(new, layers={})
         manifest["runs"] = []
     section = manifest["layers"].setdefault(layer, {"images": {}})
-    section["objective"] = objective_template(layer, neurons, settings.diversity, DIVERSITY_WEIGHT)
+    section["objective"] = objective_template(layer, neurons, settings.diversity, diversity_weight)
     section["channels"] = shape[0]
     n = auto_batch(net, layer, settings, dev) if batch == "auto" else int(batch)
     manifest["featvis"], manifest["torch"] = __version__, torch.__version__

@@ -165,7 +165,10 @@ def cmd_render(sub):
                    help="channels per batched optimization (default: 32; auto: from free memory)")
     p.add_argument("--param", choices=["fourier", "pixel", "cppn"], default="fourier", help="image parameterization (default: fourier)")
     p.add_argument("--diversity", type=int, default=1, metavar="K",
-                   help="K diverse images per channel (objective + 100 * diversity, as Lucid; default: 1)")
+                   help="K diverse images per channel (default: 1)")
+    p.add_argument("--diversity-weight", type=float, default=None, metavar="W",
+                   help="with --diversity K: maximize objective + W * |objective| * diversity, i.e. W is the "
+                        "share of the objective that looking alike can cost (default: 0.5)")
     p.add_argument("--seed", type=int, default=0, help="run seed; each image's seed derives from it, the channel and k (default: 0)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: auto (CUDA when present)")
     p.add_argument("--weights", default="default", metavar="default|none|PATH",
@@ -179,6 +182,7 @@ def _render(args) -> int:
     from .batch import prepare
     job = prepare(args.model, args.layer, args.channels, args.out, weights=args.weights, neurons=args.neurons,
                   size=args.size, steps=args.steps, lr=args.lr, param=args.param, diversity=args.diversity,
+                  diversity_weight=args.diversity_weight,
                   seed=args.seed, device=args.device, batch=args.batch, format=args.format, force=args.force,
                   argv=sys.argv[1:] if args.argv is None else args.argv)
     total, todo = len(job.channels), len(job.pending)

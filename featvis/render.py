@@ -1,6 +1,7 @@
 """The optimization loop: param -> transforms -> model (hooked) -> objective -> Adam step."""
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,9 @@ DEFAULT_LR = 0.05
 class Result:
     """What :func:`render` returns. ``images``: float32 (B,3,H,W) in [0,1] on the CPU ((B,4,H,W)
     RGBA for a param with alpha); ``values``: (B,) the objective of each final image (untransformed;
-    RGBA over gray); ``snapshots``: {step: images}."""
+    RGBA over gray); ``snapshots``: {step: images}; ``terms``: the values of the objective's named
+    parts (``{"objective": ..., "diversity": ...}`` for :func:`featvis.objectives.scaled`), which
+    sum to ``values``."""
 
     images: torch.Tensor
     values: torch.Tensor
@@ -38,6 +41,7 @@ class Result:
     seeds: List[int]
     steps: int
     snapshots: Dict[int, torch.Tensor] = field(default_factory=dict)
+    terms: Dict[str, torch.Tensor] = field(default_factory=dict)
 
     def to_pil(self):
         """The images as a list of PIL images."""
@@ -147,12 +151,12 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     over_background = collapse_alpha()
     wanted, snaps, flags = set(snapshots), {}, []
 
-    def score(run, image, transform):
+    def score(run, image, transform, of=objective):
         seen = image
         if image.shape[1] == 4:  # RGBA: the model sees RGB over a background
             seen = over_background(image, rng) if transform else composite(image, GRAY)
         acts = run(transform(seen, rng)) if transform else run.plain(seen)
-        return objective({**acts, INPUT: image})  # (B,)
+        return of({**acts, INPUT: image})  # (B,)
 
     with frozen(model), relu_redirection(model) as redirect, \
             model_runner(model, objective.layers, device, precision, compile) as run, \
@@ -167,9 +171,13 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
             image = param()
             if step in wanted:
                 snaps[step] = image.detach().float().cpu()
+            if step == 0 and image.requires_grad and not image.is_leaf:
+                image.retain_grad()
             values = score(run, image, transforms)
             opt.zero_grad(set_to_none=True)
             (-values.sum()).backward()
+            if step == 0:
+                _warn_dead(objective, values, image.grad)
             opt.step()
             flags.append(~torch.isfinite(values).all())  # stays on the device until checked
             bar.update()
@@ -181,9 +189,23 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
             image = param()
             values = score(run, image, None)
             _nonfinite_error(objective, [~torch.isfinite(values).all()], steps, values)
+            terms = {k: score(run, image, None, part).float().cpu() for k, part in objective.terms.items()}
     if steps in wanted:
         snaps[steps] = image.detach().float().cpu()
-    return Result(image.detach().float().cpu(), values.detach().float().cpu(), objective.name, rng.seeds, steps, snaps)
+    return Result(image.detach().float().cpu(), values.detach().float().cpu(), objective.name, rng.seeds, steps, snaps,
+                  terms)
+
+
+def _warn_dead(objective, values: torch.Tensor, grad: Optional[torch.Tensor]) -> None:
+    """Warn when the objective is 0 with no gradient for every image at the first step: a unit that
+    does not fire for these inputs (a ReLU below zero everywhere) stays at 0 however long it runs.
+    (Per image it would be noise: ``batch=i`` terms and caricature targets are 0 by design; the
+    render job warns per channel from the final values.)"""
+    if grad is None or bool(values.detach().any()) or bool(grad.any()):
+        return
+    warnings.warn(f"objective {objective.name[:80]} is 0 with a zero gradient at the first step: the unit does not "
+                  "fire for these images, so optimizing cannot move it; try another seed or unit, or a layer before "
+                  "the ReLU", RuntimeWarning, stacklevel=3)
 
 
 #: ``auto_batch`` on the CPU: the time per image falls little with the batch (InceptionV1 mixed4a at

@@ -34,6 +34,8 @@ class Objective:
         self.batch_size = batch_size
         self._prec = precedence
         self.binders = tuple(binders)
+        #: named parts whose values :func:`featvis.render` reports next to the total (Result.terms)
+        self.terms: Dict[str, "Objective"] = {}
 
     def bind(self, shapes: Dict[str, Tuple[int, ...]]) -> "Objective":
         """Tell the leaves the shapes ``{layer: (C, H, W)}`` of the layers for the *bare* image
@@ -148,4 +150,38 @@ def objective(layers: Iterable[str], name: str, batch=None):
     return deco
 
 
-__all__ = ["Objective", "objective", "narrow", "index_tensor", "INPUT"]
+def scaled(objective: Objective, term: Objective, weight: float, group: int = 1, label: str = "penalty") -> Objective:
+    """``objective + weight * |objective| * term``, with ``|objective|`` held constant (no gradient)
+    and averaged over each ``group`` of consecutive images: the term's weight follows the
+    objective's own size, so that one ``weight`` means the same on any model and unit (Lucid's
+    users tuned a fixed weight by hand per model: ``channel - 1e2 * diversity``). With ``term``
+    in [-1, 0] (diversity) or [0, 1] (alpha), ``weight`` is the share of the objective that the term
+    can cost. The result's ``terms`` are ``{"objective": objective, label: the weighted term}``,
+    which :func:`featvis.render` reports separately in ``Result.terms``.
+
+    >>> obj = scaled(channel("mixed4a", [97] * 4), diversity("mixed4a"), 0.5, group=4, label="diversity")
+    """
+    weight, group = float(weight), int(group)
+
+    def parts(acts):
+        v = objective(acts)  # (B,)
+        size = v.detach().abs()
+        if group > 1:
+            size = size.view(-1, group).mean(1).repeat_interleave(group)
+        return v, weight * size * term(acts)
+
+    def total(acts):
+        v, t = parts(acts)
+        return v + t
+
+    layers = objective.layers | term.layers
+    size = Objective._join(objective.batch_size, term.batch_size)
+    name = f"{objective._wrapped(_ADD)} + {_fmt(weight)}*|objective|*{term._wrapped(_MUL + 1)}"
+    out = Objective(total, layers, name, size, _ADD, objective.binders + term.binders)
+    part = Objective(lambda acts: parts(acts)[1], layers, f"{_fmt(weight)}*|objective|*{term.name}", size, _MUL,
+                     objective.binders + term.binders)
+    out.terms = {"objective": objective, label: part}
+    return out
+
+
+__all__ = ["Objective", "objective", "narrow", "index_tensor", "scaled", "INPUT"]
