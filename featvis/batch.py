@@ -293,30 +293,32 @@ class Job:
         """Render the pending channels ``batch`` at a time; returns the number rendered.
 
         After each batch its images, the manifest and the layer's sheet are written (atomically,
-        with Ctrl-C held back until they are). ``progress``: a bar over channels on stderr;
-        ``step_progress``: a bar over the steps of each batch too.
+        with Ctrl-C held back until they are). ``progress``: one bar on stderr over the steps of
+        all pending batches, with the channels done beside it (``step_progress`` is accepted for
+        compatibility and ignored: the one bar already counts steps).
         """
         self._start()
         s, K = self.settings, self.settings.diversity
-        done, started = 0, time.perf_counter()
-        bar = tqdm(total=len(self.channels), initial=len(self.channels) - len(self.pending), unit="ch",
-                   desc=self.layer, disable=not progress, dynamic_ncols=True,
+        done, batches = 0, math.ceil(len(self.pending) / self.batch)
+        before = len(self.channels) - len(self.pending)
+        # One bar over the steps of every pending batch: a job of one batch shows progress and an ETA too.
+        bar = tqdm(total=batches * s.steps, unit="step", desc=self.layer, disable=not progress, dynamic_ncols=True,
                    mininterval=0.1 if sys.stderr.isatty() else 10.0)
         with bar:
+            bar.set_postfix(channels=f"{before}/{len(self.channels)}")
             for i in range(0, len(self.pending), self.batch):
                 chans = self.pending[i:i + self.batch]
                 seeds = [image_seed(s.seed, c, k) for c in chans for k in range(K)]
                 t0 = time.perf_counter()
                 result = render(self.model, batch_objective(self.layer, chans, s.neurons, K, s.diversity_weight),
                                 param=make_param(s.param, s.size, len(seeds)), steps=s.steps, lr=s.lr,
-                                seed=seeds, device=self.device, progress=step_progress)
+                                seed=seeds, device=self.device, progress=bar.update if progress else False)
                 seconds = (time.perf_counter() - t0) / len(chans)
                 with _interrupts_held():
                     self._write_batch(chans, seeds, result, seconds)
                 _warn_dead_channels(self.layer, chans, result, K)
                 done += len(chans)
-                bar.update(len(chans))
-                bar.set_postfix(steps_per_s=f"{(i // self.batch + 1) * s.steps / (time.perf_counter() - started):.3g}")
+                bar.set_postfix(channels=f"{before + done}/{len(self.channels)}")
         return done
 
     def _start(self):

@@ -5,7 +5,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Union
+from typing import Callable, Dict, Iterable, List, Optional, Union
 
 import torch
 from tqdm.auto import tqdm
@@ -118,7 +118,7 @@ def _prepare_param(param, objective, init, seed, device):
 
 
 def render(model, objective, param=None, transforms=None, steps: int = 512, lr: Optional[float] = None,
-           optimizer=None, seed=None, device=None, progress: bool = True,
+           optimizer=None, seed=None, device=None, progress: Union[bool, Callable[[int], None]] = True,
            snapshots: Iterable[int] = (), precision: str = "fp32", init=None,
            compile: Union[bool, str] = False) -> Result:
     """Optimize images so that ``objective`` is as large as possible; returns a :class:`Result`.
@@ -133,7 +133,8 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     image (tensor, PIL image or array; resized to the param) instead of noise, for feature
     accentuation; the param defaults to a Fourier image of its size. An RGBA param (``alpha=True``)
     is seen by the model over a random background each step (over gray for the final values).
-    ``compile=True`` runs the model through ``torch.compile`` (or name a backend), falling back to
+    ``progress``: a bar over the steps (True), none (False), or a function called with 1 after each
+    step (a caller's own bar over many renders). ``compile=True`` runs the model through ``torch.compile`` (or name a backend), falling back to
     the plain model with a warning if compilation fails (see :mod:`featvis.accel`): on 2 CPU cores
     InceptionV1 steps take 0.55-0.7x the time, after about a minute of compiling per layer and
     batch size (kept for later renders in the process), so it pays off over whole layers.
@@ -160,7 +161,7 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
 
     with frozen(model), relu_redirection(model) as redirect, \
             model_runner(model, objective.layers, device, precision, compile) as run, \
-            tqdm(total=steps, disable=not progress, desc=objective.name[:40], leave=False) as bar:
+            tqdm(total=steps, disable=progress is not True, desc=objective.name[:40], leave=False) as bar:
         with torch.no_grad():  # the bare image's maps: where @x,y point; a bad position fails here, not at the end
             first = param()
             acts = run.plain(composite(first, GRAY) if first.shape[1] == 4 else first)
@@ -181,6 +182,8 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
             opt.step()
             flags.append(~torch.isfinite(values).all())  # stays on the device until checked
             bar.update()
+            if callable(progress):
+                progress(1)
             if len(flags) == CHECK_EVERY or step == steps - 1:
                 _nonfinite_error(objective, flags, step + 1 - len(flags), values)
                 flags.clear()

@@ -26,3 +26,25 @@ def test_cli_records_the_effective_lr(tmp_path):
                  "--steps", "1", "--lr", "0.005", "--out", str(out)]) == 0
     assert main(["render", "tiny", "conv2", "--channels", "0:1", "--param", "cppn", "--size", "16",
                  "--steps", "1", "--lr", "0.05", "--out", str(out)]) == 2
+
+
+def test_one_batch_job_shows_progress_over_steps(tmp_path, capsys):
+    job = prepare("tiny", "conv2", "0:2", tmp_path / "out", size=16, steps=6, batch=8)
+    assert job.batch == 8 and len(job.pending) == 2  # one batch
+    calls = []
+    import featvis.batch as B
+    real = B.tqdm
+
+    class Spy(real):
+        def update(self, n=1):
+            calls.append(n)
+            return super().update(n)
+
+    B.tqdm = Spy
+    try:
+        job.run(progress=True)
+    finally:
+        B.tqdm = real
+    assert sum(calls) == 6  # every step of the one batch moved the bar
+    err = capsys.readouterr().err
+    assert "6/6" in err and "step" in err and "channels=2/2" in err
