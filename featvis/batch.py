@@ -491,11 +491,27 @@ def prepare(model: str, layer: str, channels: str = "all", out="renders", weight
 
 # --- sheets ------------------------------------------------------------------------------------
 
+#: Automatic sheets enlarge smaller renders to cells this wide (whole-pixel steps where possible):
+#: a 64 px layer then makes a sheet one can read, not 208 px wide.
+SHEET_MIN_CELL = 128
+
+
+def sheet_title(manifest: dict, layer: str) -> str:
+    """``"inceptionv1 mixed4a: channel, fourier 128 px, 512 steps"``: what a sheet shows."""
+    s = manifest.get("settings", {})
+    what = "neuron" if s.get("neurons") else "channel"
+    extra = f", {s['diversity']} per channel" if int(s.get("diversity", 1)) > 1 else ""
+    return f"{manifest.get('model', '?')} {layer}: {what}, {s.get('param', '?')} {s.get('size', '?')} px, " \
+           f"{s.get('steps', '?')} steps{extra}"
+
+
 def write_sheet(out: Path, manifest: dict, layer: str, cols: Optional[int] = None, labels: bool = True,
-                path=None) -> Optional[Path]:
+                path=None, cell: Optional[int] = None, title: bool = True) -> Optional[Path]:
     """The contact sheet of ``layer``'s recorded images (``out/<layer>_sheet.png`` by default).
 
     Rows hold one channel's ``diversity`` images each when there are several per channel.
+    ``cell``: the cell size in pixels (default: the render size, at least :data:`SHEET_MIN_CELL`,
+    a whole multiple of it when enlarged); ``title``: the model and layer above the grid.
     Returns the path, or ``None`` when the layer has no images yet.
     """
     out = Path(out)
@@ -505,6 +521,9 @@ def write_sheet(out: Path, manifest: dict, layer: str, cols: Optional[int] = Non
     K = int(manifest["settings"].get("diversity", 1))
     cols = cols or (K if K > 1 else math.ceil(math.sqrt(len(entries))))
     path = Path(path) if path is not None else out / f"{layer}_sheet.png"
+    if cell is None:
+        size = int(manifest["settings"].get("size", SHEET_MIN_CELL))
+        cell = size * math.ceil(SHEET_MIN_CELL / size) if size < SHEET_MIN_CELL else size
     sheet([out / e["file"] for _, e in entries], labels=[name for name, _ in entries] if labels else None,
-          cols=cols, path=path)
+          cols=cols, path=path, cell=cell, title=sheet_title(manifest, layer) if title else None)
     return path

@@ -212,6 +212,11 @@ def cmd_sheet(sub):
     p.add_argument("--layer", help="the layer (default: every layer in DIR)")
     p.add_argument("--cols", type=int, help="columns (default: near-square, or K with --diversity K)")
     p.add_argument("--labels", action=argparse.BooleanOptionalAction, default=True, help="label each image with its channel")
+    p.add_argument("--title", action=argparse.BooleanOptionalAction, default=True,
+                   help="the model, layer and settings above the grid (default: on)")
+    p.add_argument("--cell", type=int, metavar="PX",
+                   help="cell size in pixels: enlarge (or shrink) every image to it (default: the render size, "
+                        "at least 128)")
     p.add_argument("--out", metavar="FILE", help="FILE.png or FILE.pdf (default: DIR/<layer>_sheet.png)")
     p.add_argument("--with-examples", action="store_true",
                    help="each visualization beside its top-k dataset crops (run featvis topk first); "
@@ -234,6 +239,8 @@ def _sheet(args) -> int:
         raise UsageError(f"--out {args.out}: the sheet is written as .png or .pdf; end the name with one of them")
     if args.cols is not None and args.cols < 1:
         raise UsageError(f"--cols {args.cols}: must be at least 1")
+    if args.cell is not None and not 8 <= args.cell <= 4096:
+        raise UsageError(f"--cell {args.cell}: give a cell size in pixels between 8 and 4096")
     if args.with_examples:
         return _examples_sheet(folder, manifest, chosen, args)
     from .batch import image_ok
@@ -243,7 +250,8 @@ def _sheet(args) -> int:
             raise UsageError(f"{folder / missing[0]} is missing or changed since it was rendered; "
                              f"re-run the featvis render command to redo it")
     for layer in chosen:
-        path = write_sheet(folder, manifest, layer, cols=args.cols, labels=args.labels, path=args.out)
+        path = write_sheet(folder, manifest, layer, cols=args.cols, labels=args.labels, path=args.out,
+                           cell=args.cell, title=args.title)
         print(path if path else f"{layer}: no images yet")
     return 0
 

@@ -92,8 +92,8 @@ def test_render_writes_pngs_manifest_and_sheet(reference):
         assert e["seed"] == derive_seed(0, c, 0) and e["file"] == f"conv2/{c}.png"
         assert e["sha256"] == hashlib.sha256((reference / e["file"]).read_bytes()).hexdigest()
         assert np.isfinite(e["value"]) and e["seconds"] > 0
-    with Image.open(reference / "conv2_sheet.png") as sheet:  # 3 x 2 cells of 32 px plus labels
-        assert sheet.width == 3 * 32 + 4 * 4 and sheet.height > 2 * 32 + 3 * 4
+    with Image.open(reference / "conv2_sheet.png") as sheet:  # 3 x 2 cells (32 px enlarged 4x) plus labels
+        assert sheet.width == 3 * 128 + 4 * 4 and sheet.height > 2 * 128 + 3 * 4
 
 
 def test_sigkill_in_second_batch_then_resume_equals_uninterrupted_run(reference, tmp_path):
@@ -135,7 +135,7 @@ def test_ctrl_c_stops_after_the_complete_batch_with_status_130(tmp_path):
     assert "interrupted: 4 of 6 channels are written" in err.splitlines()[-1]
     assert list(images_table(out)) == ["0", "1", "2", "3"]
     with Image.open(out / "conv2_sheet.png") as sheet:  # the sheet of what is complete: 2 x 2
-        assert sheet.width == 2 * 32 + 3 * 4
+        assert sheet.width == 2 * 128 + 3 * 4
 
 
 def test_rerun_skips_done_channels_and_redoes_a_damaged_one(reference, tmp_path, capsys):
@@ -193,7 +193,7 @@ def test_diversity_and_neurons(tmp_path):
     assert m["layers"]["conv3"]["objective"].startswith("neuron(conv3:c) + 100 * diversity(conv3)")
     assert sorted(p.name for p in (out / "conv3").iterdir()) == ["0_0.png", "0_1.png", "7_0.png", "7_1.png"]
     with Image.open(out / "conv3_sheet.png") as sheet:  # one row per channel
-        assert sheet.width == 2 * 32 + 3 * 4
+        assert sheet.width == 2 * 128 + 3 * 4
 
 
 BAD = [
