@@ -44,6 +44,7 @@ from . import param as params
 from .errors import UsageError
 from .io import atomic_write, save_image, sheet
 from .models import activations, list_models, load_model, pick_device
+from .models.weights import weights_file
 from .objectives import Objective, channel, diversity, neuron, scaled
 from .render import CPU_BATCH, auto_batch as render_auto_batch
 from .render import DEFAULT_LR, render
@@ -157,7 +158,8 @@ def open_model(name: str, weights: str = "default", device="cpu", seed: int = 0)
                 return load_model(name, None, device=device)
         return load_model(name, arg, device=device)
     except Exception as e:  # the builder's own error: a bad file, a failed download, wrong keys
-        first = _short(e)
+        # a WeightsError is written for users: keep all of it (the cause, the cache path)
+        first = _short(e, limit=None if type(e).__name__ == "WeightsError" else 160)
         if arg not in (None, "default"):
             if isinstance(e, pickle.UnpicklingError) or "weights only load failed" in str(e).lower():
                 first = "not a file of tensors that torch.load(weights_only=True) can read"
@@ -167,10 +169,10 @@ def open_model(name: str, weights: str = "default", device="cpu", seed: int = 0)
                          "pass --weights PATH to a local state dict, or --weights none for random weights") from e
 
 
-def _short(e: BaseException, limit: int = 160) -> str:
-    """An exception's message on one line, clipped."""
+def _short(e: BaseException, limit: Optional[int] = 160) -> str:
+    """An exception's message on one line, clipped to ``limit`` characters (``None``: whole)."""
     text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if limit is None or len(text) <= limit else text[:limit - 1] + "…"
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -452,7 +454,9 @@ def prepare(model: str, layer: str, channels: str = "all", out="renders", weight
                         diversity_weight, int(seed), format, dev.type)
     new = {
         "featvis_manifest": MANIFEST_VERSION, "model": model,
-        "weights": {"spec": weights, "sha256": weights_digest(net)},
+        # "sha256" is a digest of the loaded tensors (which network); "file_sha256" the file's own bytes
+        "weights": {"spec": weights, "sha256": weights_digest(net),
+                    **(weights_file(model, _weights_arg(weights) if weights != "default" else "default") or {})},
         "settings": asdict(settings),
     }
     stale: List[str] = []

@@ -95,6 +95,10 @@ def fetch(ckpt: Checkpoint, name: str, progress: bool = True) -> Path:
     """
     path = cache_path(ckpt.filename)
     if path.is_file():
+        if ckpt.sha256 is None:  # nothing to check it against: any file here would load as "the" weights
+            warnings.warn(f"{path} is loaded as the {name} weights unverified: featvis has no pinned SHA-256 for "
+                          f"{ckpt.filename} (its SHA-256 is {file_sha256(path)}; compare it with a trusted copy's)",
+                          stacklevel=3)
         return path
     try:
         atomic_write(path, lambda tmp: _download_to(ckpt, tmp, progress))
@@ -105,6 +109,38 @@ def fetch(ckpt: Checkpoint, name: str, progress: bool = True) -> Path:
             f"could not download the {name} weights from {ckpt.url} ({e}). featvis looks for them at "
             f"{path}: put the file there, or {_local_hint(name)}") from e
     return path
+
+
+def file_sha256(path) -> str:
+    """The SHA-256 of a file's bytes (what ``sha256sum`` prints)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_file(model: str, weights) -> Optional[Dict[str, object]]:
+    """The file that ``load_model(model, weights)`` reads, for a record: ``{"file", "file_sha256",
+    "verified"}`` (``verified``: checked against a hash featvis or torchvision pins; ``None`` for a
+    file the user gave, which nothing pins). ``None`` when no file is read (random or constructed
+    weights, or a default not downloaded yet)."""
+    from .registry import TORCHVISION
+    if weights is None or (weights == "default" and model not in TORCHVISION and model != "inceptionv1"):
+        return None
+    if weights != "default":
+        path, verified = Path(weights), None
+    elif model == "inceptionv1":
+        path, verified = cache_path(INCEPTION5H.filename), INCEPTION5H.sha256 is not None
+    else:  # torchvision checks the hash prefix in the file name on every load (check_hash=True)
+        from torchvision.models import get_model_weights
+        path, verified = cache_path(os.path.basename(get_model_weights(model).DEFAULT.url)), True
+    if not path.is_file():
+        return None
+    sha = file_sha256(path)
+    if verified and model == "inceptionv1":
+        verified = sha == INCEPTION5H.sha256.lower()
+    return {"file": str(path.resolve()), "file_sha256": sha, "verified": verified}
 
 
 def fetch_torchvision(member, name: str) -> Tuple[StateDict, str]:
