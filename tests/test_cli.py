@@ -21,7 +21,7 @@ from PIL import Image
 
 from . import cli_plugin  # noqa: F401  (registers "tiny" in this process too)
 from featvis import io
-from featvis.batch import parse_channels
+from featvis.batch import DIVERSITY_WEIGHT, parse_channels
 from featvis.cli import main
 from featvis.errors import UsageError
 from featvis.rng import derive_seed
@@ -82,7 +82,7 @@ def test_render_writes_pngs_manifest_and_sheet(reference):
     m = json.loads((reference / "manifest.json").read_text())
     assert m["model"] == "tiny" and m["weights"]["spec"] == "default" and len(m["weights"]["sha256"]) == 64
     assert m["settings"] == {"neurons": False, "size": 32, "steps": 8, "lr": 0.05, "param": "fourier",
-                             "diversity": 1, "diversity_weight": 100.0, "seed": 0, "format": "png", "device": "cpu"}
+                             "diversity": 1, "diversity_weight": DIVERSITY_WEIGHT, "seed": 0, "format": "png", "device": "cpu"}
     assert m["featvis"] and m["torch"] == torch.__version__ and m["device"].startswith("cpu")
     assert m["runs"][0]["batch"] == 4 and m["layers"]["conv2"]["channels"] == 16
     entries = m["layers"]["conv2"]["images"]
@@ -190,7 +190,9 @@ def test_diversity_and_neurons(tmp_path):
     entries = m["layers"]["conv3"]["images"]
     assert list(entries) == ["0_0", "0_1", "7_0", "7_1"]
     assert [e["seed"] for e in entries.values()] == [derive_seed(0, c, k) for c in (0, 7) for k in (0, 1)]
-    assert m["layers"]["conv3"]["objective"].startswith("neuron(conv3:c) + 100 * diversity(conv3)")
+    assert m["layers"]["conv3"]["objective"].startswith(
+        f"neuron(conv3:c) + {DIVERSITY_WEIGHT:g} * |neuron(conv3:c)| * diversity(conv3)")
+    assert all(e["diversity"] <= 0 for e in entries.values())
     assert sorted(p.name for p in (out / "conv3").iterdir()) == ["0_0.png", "0_1.png", "7_0.png", "7_1.png"]
     with Image.open(out / "conv3_sheet.png") as sheet:  # one row per channel
         assert sheet.width == 2 * 128 + 3 * 4

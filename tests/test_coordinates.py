@@ -1,7 +1,5 @@
 """One coordinate system for "layer:channel@x,y": the layer's map for the bare image at the size
 being rendered, during optimization as in Result.values and evaluate()."""
-import time
-
 import pytest
 import torch
 
@@ -35,11 +33,11 @@ def test_optimized_neuron_is_the_reported_one(handcoded):
 
 def test_out_of_range_position_fails_before_optimizing(handcoded):
     H, W = _bare_map(handcoded, "curves", 64)
-    t0 = time.perf_counter()
+    steps = []
     with pytest.raises(IndexError, match=rf"x={W} is outside layer 'curves', whose map is {W} wide x {H} high"):
-        featvis.render(handcoded, f"curves:0@{W},0", param=featvis.param.fourier(64), steps=100000, seed=0,
-                       progress=False)
-    assert time.perf_counter() - t0 < 60  # it did not run the 100000 steps
+        featvis.render(handcoded, f"curves:0@{W},0", param=featvis.param.fourier(64), steps=1000, seed=0,
+                       progress=steps.append)
+    assert steps == []  # it failed before the first step, not after optimizing
 
 
 def test_canvas_shift():
