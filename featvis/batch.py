@@ -362,9 +362,9 @@ def _warn_dead_channels(layer: str, chans: Sequence[int], result, K: int) -> Non
     values = result.terms.get("objective", result.values).view(len(chans), K)
     dead = [c for c, v in zip(chans, values) if not v.any()]
     if dead:
-        warnings.warn(f"{layer}: channel(s) {', '.join(map(str, dead[:20]))}{' ...' if len(dead) > 20 else ''} stayed at 0 "
-                      "(the unit never fired, so its gradient was 0 and the image is the starting noise); try "
-                      "another --seed, or a layer before the ReLU", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"{layer}: channel(s) {', '.join(map(str, dead[:20]))}{' ...' if len(dead) > 20 else ''} ended at 0 "
+                      "(the unit did not fire on its images, so it gave them no gradient and they show little "
+                      "beyond the starting noise); try another --seed, more --steps, or a layer before the ReLU", RuntimeWarning, stacklevel=2)
 
 
 @contextmanager

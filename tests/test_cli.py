@@ -256,7 +256,7 @@ def test_models_and_layers(capsys):
 
 
 def test_sheet_command_png_and_pdf(reference, tmp_path, capsys):
-    assert main(["sheet", str(reference), "--cols", "6", "--no-labels", "--out", str(tmp_path / "s.png")]) == 0
+    assert main(["sheet", str(reference), "--cols", "6", "--no-labels", "--cell", "32", "--no-title", "--out", str(tmp_path / "s.png")]) == 0
     with Image.open(tmp_path / "s.png") as im:
         assert im.size == (6 * 32 + 7 * 4, 32 + 2 * 4)
         cell = np.asarray(im)[4:36, 4 + 2 * 36:36 + 2 * 36]

@@ -58,7 +58,7 @@ def test_render_warns_about_a_dead_unit():
 def test_job_reports_diversity_apart_and_warns_dead_channels(tmp_path):
     job = prepare("deadnet_for_tests", "1", "0:3", tmp_path / "r", size=16, steps=4, diversity=2, batch=3,
                   diversity_weight=0.3, weights="none")
-    with pytest.warns(RuntimeWarning, match=r"1: channel\(s\) 1 stayed at 0"):
+    with pytest.warns(RuntimeWarning, match=r"1: channel\(s\) 1 ended at 0"):
         job.run(progress=False)
     m = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert m["settings"]["diversity_weight"] == 0.3
