@@ -54,10 +54,14 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def parse_unit(text: str) -> Tuple[str, int]:
-    layer, sep, n = text.rpartition(":")
-    if not sep or not n.isdigit():
-        raise SystemExit(f"unit {text!r}: expected LAYER:CHANNEL, e.g. mixed4a:476")
-    return layer, int(n)
+    """``(layer, channel)`` of ``"layer:channel"``, read by featvis's one parser (featvis.units)."""
+    from featvis.errors import UsageError
+    from featvis.units import Unit
+    try:
+        unit = Unit.parse(text)
+    except UsageError as e:
+        raise SystemExit(str(e)) from None
+    return unit.layer, unit.channel
 
 
 def default(args, key: str):

@@ -19,7 +19,7 @@ from typing import Callable, Dict, Iterable, Iterator, Optional, Union
 import torch
 from torch import fx, nn
 
-from .hooks import capture, model_layers, resolve
+from .hooks import capture, model_layers, resolve, split_call
 
 #: ``render(precision=...)``: the autocast dtype of the model (None: no autocast).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -78,12 +78,12 @@ def memory_format(model: nn.Module, channels_last: bool) -> Iterator[None]:
 
 class _Tracer(fx.Tracer):
     """Traces through containers; every module without children is one opaque call (so custom
-    layers such as autograd Functions need not be traceable). Records the node of each module's
-    first output, containers included."""
+    layers such as autograd Functions need not be traceable). Records the node of each call of
+    each module (``relu#2`` is a module's second call), containers included."""
 
     def __init__(self):
         super().__init__()
-        self.outputs: Dict[str, fx.Node] = {}
+        self.outputs: Dict[str, list] = {}
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return next(m.children(), None) is None
@@ -91,7 +91,7 @@ class _Tracer(fx.Tracer):
     def call_module(self, m, forward, args, kwargs):
         out = super().call_module(m, forward, args, kwargs)
         if isinstance(out, fx.Proxy):
-            self.outputs.setdefault(self.path_of_module(m), out.node)
+            self.outputs.setdefault(self.path_of_module(m), []).append(out.node)
         return out
 
 
@@ -112,7 +112,8 @@ def truncate(model: nn.Module, layers: Iterable[str]) -> fx.GraphModule:
     graph = tracer.trace(model)
     found = {}
     for name in names:
-        node = tracer.outputs.get(paths.get(id(modules[name])))
+        calls, k = tracer.outputs.get(paths.get(id(modules[name])), []), split_call(name)[1]
+        node = calls[k - 1] if len(calls) >= k else None
         if node is None:
             raise RuntimeError(f"layer {name!r} is not called in the traced forward of {type(model).__name__}")
         found[name] = node

@@ -32,13 +32,17 @@ from . import param as params
 from .errors import UsageError
 from .folder import MANIFEST, MANIFEST_VERSION, RenderFolder  # noqa: F401  (MANIFEST*: re-exported)
 from .models import activations, list_models, load_model, pick_device
-from .objectives import Objective, channel, diversity, neuron
+from .objectives import Objective, channel, diversity, neuron, scaled
 from .render import CPU_BATCH, auto_batch as render_auto_batch
+from .render import DEFAULT_LR  # noqa: F401  (the CLI's --lr default when the param has none)
 from .units import SPEC_HELP, ChannelSpec, parse_channels  # noqa: F401  (parse_channels: old import path)
 
-#: Weight of the diversity term: Lucid's diversity notebook uses ``channel - 1e2 * diversity``
-#: with Lucid's (positive) similarity, i.e. ``channel + 100 * diversity`` with featvis's sign.
-DIVERSITY_WEIGHT = 100.0
+#: Weight of the diversity term, relative to the objective (see :func:`featvis.objectives.scaled`):
+#: each channel's K images maximize ``channel + w * |channel| * diversity`` with ``|channel|`` the
+#: group's mean value at that step, held constant. Lucid's notebook used a fixed
+#: ``channel - 1e2 * diversity``, tuned to InceptionV1's activation sizes; a fixed 100 washes the
+#: images out on a model whose units reach 0.3 (the hand-coded one). Relative, one weight fits all.
+DIVERSITY_WEIGHT = 0.5
 #: ``batch="auto"`` on the CPU: ``featvis.render.CPU_BATCH`` (a CPU gains little from larger
 #: batches, and a small batch loses little to a kill and shows progress, and a sheet, early).
 CPU_AUTO_BATCH = CPU_BATCH
@@ -75,18 +79,22 @@ def batch_objective(layer: str, chans: Sequence[int], neurons: bool = False, k: 
                     weight: float = DIVERSITY_WEIGHT) -> Objective:
     """One objective for a batch: image ``i*k + j`` maximizes channel ``chans[i]`` (its centre
     neuron with ``neurons``); with ``k > 1`` each channel's ``k`` images also push apart with
-    ``weight * diversity(layer)`` over their own group."""
+    ``weight * |objective| * diversity(layer)`` over their own group (see
+    :func:`featvis.objectives.scaled`; ``Result.terms`` then holds the two parts)."""
     units = [c for c in chans for _ in range(k)]
     obj = (neuron if neurons else channel)(layer, units)
     if k > 1:
-        obj = obj + weight * sum(diversity(layer, batch=list(range(i * k, i * k + k))) for i in range(len(chans)))
+        div = sum(diversity(layer, batch=list(range(i * k, i * k + k))) for i in range(len(chans)))
+        obj = scaled(obj, div, weight, group=k, label="diversity")
     return obj
 
 
 def objective_template(layer: str, neurons: bool, k: int, weight: float) -> str:
     """How the manifest describes each image's objective, with ``c`` the channel."""
     base = f"{'neuron' if neurons else 'channel'}({layer}:c)"
-    return base if k == 1 else f"{base} + {weight:g} * diversity({layer}) over the channel's {k} images"
+    return base if k == 1 else (f"{base} + {weight:g} * |{base}| * diversity({layer}) over the channel's {k} images "
+                                "(|...| the group's mean objective, held constant); 'value' is the first term, "
+                                "'diversity' the second")
 
 
 def make_param(name: str, size: int, batch: int):
@@ -131,7 +139,8 @@ def open_model(name: str, weights: str = "default", device="cpu", seed: int = 0)
                 return load_model(name, None, device=device)
         return load_model(name, arg, device=device)
     except Exception as e:  # the builder's own error: a bad file, a failed download, wrong keys
-        first = _short(e)
+        # a WeightsError is written for users: keep all of it (the cause, the cache path)
+        first = _short(e, limit=None if type(e).__name__ == "WeightsError" else 160)
         if arg not in (None, "default"):
             if isinstance(e, pickle.UnpicklingError) or "weights only load failed" in str(e).lower():
                 first = ("it holds Python objects besides tensors, which featvis does not unpickle because that "
@@ -145,10 +154,10 @@ def open_model(name: str, weights: str = "default", device="cpu", seed: int = 0)
                          "pass --weights PATH to a local state dict, or --weights none for random weights") from e
 
 
-def _short(e: BaseException, limit: int = 160) -> str:
-    """An exception's message on one line, clipped."""
+def _short(e: BaseException, limit: Optional[int] = 160) -> str:
+    """An exception's message on one line, clipped to ``limit`` characters (``None``: whole)."""
     text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if limit is None or len(text) <= limit else text[:limit - 1] + "…"
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -235,7 +244,10 @@ def prepare(model: str, layer: str, channels: str = "all", out="renders", **opti
 
 # --- sheets ------------------------------------------------------------------------------------
 
+from .folder import SHEET_MIN_CELL, sheet_title  # noqa: E402,F401  (their owner is the folder)
+
+
 def write_sheet(out: Path, manifest: dict, layer: str, cols: Optional[int] = None, labels: bool = True,
-                path=None) -> Optional[Path]:
+                path=None, cell: Optional[int] = None, title: bool = True) -> Optional[Path]:
     """The contact sheet of ``layer``'s recorded images; see :meth:`featvis.folder.RenderFolder.write_sheet`."""
-    return RenderFolder(out).write_sheet(layer, manifest, cols=cols, labels=labels, path=path)
+    return RenderFolder(out).write_sheet(layer, manifest, cols=cols, labels=labels, path=path, cell=cell, title=title)

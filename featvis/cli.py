@@ -110,6 +110,9 @@ def _layers(args) -> int:
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(3)]
     for r in [head] + rows:
         print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}")
+    if any(li.calls > 1 for li in table):
+        print("\nNAME#k: the k-th call of a module that forward calls more than once (NAME alone is its first call)")
+    print(f"\nlayer:channel@x,y: x is the column, y the row of the map shown (its size for --size {args.size} images)")
     if any(li.block for li in table):
         print("\n* a block output (a residual, ConvNeXt or inception block, or a conv stage): the usual layers to visualize")
     return 0
@@ -156,12 +159,16 @@ def cmd_render(sub):
     p.add_argument("--neurons", action="store_true", help="optimize each channel's centre neuron instead of the whole channel")
     p.add_argument("--size", type=int, default=128, help="image size in pixels (default: 128)")
     p.add_argument("--steps", type=int, default=512, help="optimization steps (default: 512)")
-    p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default: 0.05)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate (default: the param's own, 0.005 for cppn, else 0.05)")
     p.add_argument("--batch", type=_batch_arg, default=32, metavar="N|auto",
                    help="channels per batched optimization (default: 32; auto: from free memory)")
     p.add_argument("--param", choices=["fourier", "pixel", "cppn"], default="fourier", help="image parameterization (default: fourier)")
     p.add_argument("--diversity", type=int, default=1, metavar="K",
-                   help="K diverse images per channel (objective + 100 * diversity, as Lucid; default: 1)")
+                   help="K diverse images per channel (default: 1)")
+    p.add_argument("--diversity-weight", type=float, default=None, metavar="W",
+                   help="with --diversity K: maximize objective + W * |objective| * diversity, i.e. W is the "
+                        "share of the objective that looking alike can cost (default: 0.5)")
     p.add_argument("--seed", type=int, default=0, help="run seed; each image's seed derives from it, the layer, the channel and k (default: 0)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: auto (CUDA when present)")
     p.add_argument("--weights", default="default", metavar="default|none|PATH",
@@ -186,6 +193,11 @@ def cmd_sheet(sub):
     p.add_argument("--layer", help="the layer (default: every layer in DIR)")
     p.add_argument("--cols", type=int, help="columns (default: near-square, or K with --diversity K)")
     p.add_argument("--labels", action=argparse.BooleanOptionalAction, default=True, help="label each image with its channel")
+    p.add_argument("--title", action=argparse.BooleanOptionalAction, default=True,
+                   help="the model, layer and settings above the grid (default: on)")
+    p.add_argument("--cell", type=int, metavar="PX",
+                   help="cell size in pixels: enlarge (or shrink) every image to it (default: the render size, "
+                        "at least 128)")
     p.add_argument("--out", metavar="FILE", help="FILE.png or FILE.pdf (default: DIR/<layer>_sheet.png)")
     p.add_argument("--with-examples", action="store_true",
                    help="each visualization beside its top-k dataset crops (run featvis topk first); "
@@ -210,6 +222,8 @@ def _sheet(args) -> int:
         raise UsageError(f"--out {args.out}: the sheet is written as .png or .pdf; end the name with one of them")
     if args.cols is not None and args.cols < 1:
         raise UsageError(f"--cols {args.cols}: must be at least 1")
+    if args.cell is not None and not 8 <= args.cell <= 4096:
+        raise UsageError(f"--cell {args.cell}: give a cell size in pixels between 8 and 4096")
     if args.with_examples:
         return _examples_sheet(folder, manifest, chosen, args)
     for layer in chosen:
@@ -218,8 +232,9 @@ def _sheet(args) -> int:
             raise UsageError(f"{Path(args.dir) / missing[0]} is missing or changed since it was rendered; "
                              f"re-run the featvis render command to redo it")
     for layer in chosen:
-        if args.out or args.cols or not args.labels or not folder.part_names():
-            path = folder.write_sheet(layer, manifest, cols=args.cols, labels=args.labels, path=args.out)
+        if args.out or args.cols or not args.labels or args.cell or not args.title or not folder.part_names():
+            path = folder.write_sheet(layer, manifest, cols=args.cols, labels=args.labels, path=args.out,
+                                      cell=args.cell, title=args.title)
         else:  # the folder's own sheet: a derived file, rebuilt under the folder lock when stale
             folder.merge(sheets=[layer])
             path = folder.root / folder.sheet_rel(layer)

@@ -763,26 +763,48 @@ class RenderFolder:
         return stale
 
     def write_sheet(self, layer: str, manifest: Optional[dict] = None, cols: Optional[int] = None,
-                    labels: bool = True, path=None) -> Optional[Path]:
+                    labels: bool = True, path=None, cell: Optional[int] = None, title: bool = True) -> Optional[Path]:
         """The contact sheet of ``layer``'s recorded images: ``<layer>_sheet.png`` in the folder (a
         derived file), or ``path`` (PNG or PDF, anywhere the user names). Rows hold one channel's
-        ``diversity`` images when there are several. ``None`` when the layer has no images."""
+        ``diversity`` images when there are several. ``cell``: the cell size in pixels (default:
+        the render size, enlarged by a whole factor to at least :data:`SHEET_MIN_CELL`); ``title``:
+        the model, layer and settings above the grid (:func:`sheet_title`). ``None`` when the layer
+        has no images."""
         from .io import sheet
         manifest = manifest if manifest is not None else self.read()
         entries = list(manifest["layers"][layer]["images"].items())
         if not entries:
             return None
-        K = int((manifest.get("settings") or {}).get("diversity", 1))
+        settings = manifest.get("settings") or {}
+        K = int(settings.get("diversity", 1))
         cols = cols or (K if K > 1 else math.ceil(math.sqrt(len(entries))))
+        if cell is None:
+            size = int(settings.get("size", SHEET_MIN_CELL))
+            cell = size * math.ceil(SHEET_MIN_CELL / size) if size < SHEET_MIN_CELL else size
         files = [self.path(e["file"]) for _, e in entries]
         names = [name for name, _ in entries] if labels else None
+        head = sheet_title(manifest, layer) if title else None
         if path is not None:
-            sheet(files, labels=names, cols=cols, path=path)
+            sheet(files, labels=names, cols=cols, path=path, cell=cell, title=head)
             return Path(path)
-        image = sheet(files, labels=names, cols=cols)
+        image = sheet(files, labels=names, cols=cols, cell=cell, title=head)
         out = self.write_file(self.sheet_rel(layer), lambda tmp: image.save(tmp, format="PNG"), tag=_FOLDER_TAG)
         _crash_point("sheet")
         return out
+
+
+#: Sheets enlarge smaller renders to cells this wide (whole-pixel steps): a 64 px layer then makes a
+#: sheet one can read, not one 208 px wide.
+SHEET_MIN_CELL = 128
+
+
+def sheet_title(manifest: dict, layer: str) -> str:
+    """``"inceptionv1 mixed4a: channel, fourier 128 px, 512 steps"``: what a sheet shows."""
+    s = manifest.get("settings") or {}
+    what = "neuron" if s.get("neurons") else "channel"
+    extra = f", {s['diversity']} per channel" if int(s.get("diversity", 1)) > 1 else ""
+    return f"{manifest.get('model', '?')} {layer}: {what}, {s.get('param', '?')} {s.get('size', '?')} px, " \
+           f"{s.get('steps', '?')} steps{extra}"
 
 
 def merge(folder, wait: Optional[float] = None) -> dict:

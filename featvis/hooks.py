@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from contextlib import contextmanager
-from typing import Dict, Iterable, Iterator, List, Mapping
+from typing import Dict, Iterable, Iterator, List, Mapping, Tuple
 
 import torch
 from torch import nn
@@ -44,6 +44,19 @@ def named_layers(model: nn.Module) -> Dict[str, nn.Module]:
     return {name: m for name, m in model.named_modules() if name}
 
 
+#: ``layer1.0.relu#2``: the second call of a module that ``forward`` calls more than once (a ResNet
+#: Bottleneck's ``relu`` runs three times: after bn1, after bn2, and on the block's output).
+CALL_MARK = "#"
+
+
+def split_call(name: str) -> Tuple[str, int]:
+    """``"layer1.0.relu#3"`` -> ``("layer1.0.relu", 3)``; a name without ``#k`` is call 1."""
+    base, mark, k = name.rpartition(CALL_MARK)
+    if mark and k.isdigit() and int(k) >= 1 and base:
+        return base, int(k)
+    return name, 1
+
+
 def model_name(model: nn.Module) -> str:
     """The name to show for ``model`` in messages: its zoo name, else its class name."""
     return getattr(model, "name", None) or type(model).__name__
@@ -54,6 +67,10 @@ def resolve(model: nn.Module, names: Iterable[str]) -> Dict[str, nn.Module]:
     table = named_layers(model)
     found = {}
     for name in names:
+        base, _ = split_call(name)
+        if name not in table and base in table:
+            found[name] = table[base]
+            continue
         if name not in table:
             close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
             hint = f"; close matches: {', '.join(close)}" if close else ""
@@ -82,11 +99,15 @@ class Capture:
         self.modules = dict(modules)
         self.outputs: Dict[str, torch.Tensor] = {}
         self._handles = []
+        self._calls: Dict[str, int] = {}
         self.stopped_early = False
 
     def _hook(self, name):
+        _, want = split_call(name)  # ``relu#2``: record the module's second call in each forward
+
         def hook(module, inputs, output):
-            if name in self.outputs:  # a module called twice: keep its first output
+            calls = self._calls[name] = self._calls.get(name, 0) + 1
+            if name in self.outputs or calls != want:
                 return
             out = _first_tensor(output, name)
             done = len(self.outputs) + 1 == len(self.modules)
@@ -109,7 +130,7 @@ class Capture:
 
     def __call__(self, *args, **kwargs) -> Dict[str, torch.Tensor]:
         """Run the model on the given inputs; returns ``{layer: output}`` for the requested layers."""
-        self.outputs = {}
+        self.outputs, self._calls = {}, {}
         self.stopped_early = False
         if not self.modules:
             return {}
@@ -118,6 +139,11 @@ class Capture:
         except _StopForward:
             self.stopped_early = True
         missing = [n for n in self.modules if n not in self.outputs]
+        few = [n for n in missing if self._calls.get(n)]
+        if few:
+            base, k = split_call(few[0])
+            raise NotFound(f"no layer {few[0]!r} in {model_name(self.model)}: {base} runs {self._calls[few[0]]} "
+                           f"time(s) per forward pass, not {k} (see: featvis layers {model_name(self.model)})")
         if missing:
             raise RuntimeError(
                 f"layer(s) {', '.join(missing)} never ran in the forward pass of {model_name(self.model)}; "

@@ -377,14 +377,17 @@ def _label_font(size: int):
 
 
 def sheet(images, labels=None, cols: Optional[int] = None, pad: int = 4, cell: Optional[int] = None,
-          background=(255, 255, 255), color=(40, 40, 40), path: Optional[PathLike] = None) -> Image.Image:
+          background=(255, 255, 255), color=(40, 40, 40), path: Optional[PathLike] = None,
+          title: Optional[str] = None) -> Image.Image:
     """A contact sheet: ``images`` in a grid of ``cols`` columns, each with its label underneath.
 
     ``images``: PIL images, (3, H, W) tensors or arrays, or paths of image files. ``labels``: one
     string per image, or ``None`` for no labels. ``cols`` defaults to a near-square grid. Every cell
     is as large as the largest image (smaller ones are centred), or ``cell`` pixels wide and high
-    with each image scaled to fit. ``pad`` pixels separate cells and frame the sheet. With ``path``
-    the sheet is written atomically, PNG or PDF (or any PIL format) by suffix. Returns the sheet.
+    with each image scaled to fit (up or down: ``cell=256`` enlarges 64 px renders 4x, pixel
+    blocks kept sharp). ``pad`` pixels separate cells and frame the sheet. ``title``: a line above
+    the grid (the model and layer, say). With ``path`` the sheet is written atomically, PNG or PDF
+    (or any PIL format) by suffix. Returns the sheet.
 
     >>> featvis.io.sheet(result.images, labels=["97", "143"], path="sheet.png")
     """
@@ -395,8 +398,9 @@ def sheet(images, labels=None, cols: Optional[int] = None, pad: int = 4, cell: O
         raise ValueError("sheet() needs at least one image")
     if labels is not None and len(labels) != len(pics):
         raise ValueError(f"sheet() got {len(pics)} images but {len(labels)} labels; give one label per image or labels=None")
-    if cell is not None:
-        pics = [im.resize(_fit(im.size, cell), Image.LANCZOS) for im in pics]
+    if cell is not None:  # enlarge by whole pixels (sharp), shrink smoothly
+        pics = [im.resize(_fit(im.size, cell), Image.NEAREST if cell >= max(im.size) and cell % max(im.size) == 0
+                          else Image.LANCZOS) for im in pics]
     cw = max(im.width for im in pics) if cell is None else cell
     ch = max(im.height for im in pics) if cell is None else cell
     n = len(pics)
@@ -404,12 +408,17 @@ def sheet(images, labels=None, cols: Optional[int] = None, pad: int = 4, cell: O
     rows = math.ceil(n / cols)
     font = _label_font(max(10, min(cw // 8, 24))) if labels is not None else None
     label_h = (font.getbbox("0Ag_")[3] + pad) if font is not None else 0
+    width = cols * (cw + pad) + pad
+    title_font = _label_font(max(12, min(width // 30, 28))) if title else None
+    title_h = (title_font.getbbox("0Ag_")[3] + 2 * pad) if title_font is not None else 0
 
-    out = Image.new("RGB", (cols * (cw + pad) + pad, rows * (ch + label_h + pad) + pad), background)
+    out = Image.new("RGB", (width, title_h + rows * (ch + label_h + pad) + pad), background)
     draw = ImageDraw.Draw(out)
+    if title_font is not None:
+        draw.text((pad, pad), str(title), fill=color, font=title_font)
     for i, im in enumerate(pics):
         r, c = divmod(i, cols)
-        x0, y0 = pad + c * (cw + pad), pad + r * (ch + label_h + pad)
+        x0, y0 = pad + c * (cw + pad), title_h + pad + r * (ch + label_h + pad)
         out.paste(im, (x0 + (cw - im.width) // 2, y0 + (ch - im.height) // 2))
         if font is not None:
             text = str(labels[i])

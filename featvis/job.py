@@ -30,6 +30,7 @@ import platform
 import socket
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -138,6 +139,17 @@ def status(out) -> MergeReport:
 
 # --- the job -------------------------------------------------------------------------------------
 
+def _warn_dead_channels(layer: str, chans: Sequence[int], result, K: int) -> None:
+    """Channels whose every image ended at exactly 0: units that never fired (a ReLU below zero
+    for every input tried), so the optimization could not move them; their images are noise."""
+    values = result.terms.get("objective", result.values).view(len(chans), K)
+    dead = [c for c, v in zip(chans, values) if not v.any()]
+    if dead:
+        warnings.warn(f"{layer}: channel(s) {', '.join(map(str, dead[:20]))}{' ...' if len(dead) > 20 else ''} ended at 0 "
+                      "(the unit did not fire on its images, so it gave them no gradient and they show little "
+                      "beyond the starting noise); try another --seed, more --steps, or a layer before the ReLU", RuntimeWarning, stacklevel=2)
+
+
 LAYER_SETS = ("blocks", "all")
 
 
@@ -227,7 +239,9 @@ class ShardJob:
         batch its images and the shard's part are written (atomically, Ctrl-C held back until
         they are), then ``manifest.json`` (and, in a single-process job, the layer's sheet). A
         shard of several merges the sheets as it ends. A batch that fails (a non-finite
-        objective, out of memory) is recorded as failed and the job goes on.
+        objective, out of memory) is recorded as failed and the job goes on. ``progress``: one bar
+        on stderr over the steps of all pending batches, with the images done beside it
+        (``step_progress`` is accepted for compatibility: the one bar already counts steps).
         """
         from tqdm.auto import tqdm
 
@@ -245,11 +259,15 @@ class ShardJob:
             folder.part["job"] = self.job
             run = folder.add_run(self.run_record)
             units = [u for b in self.mine for u in b.units]
-            bar = tqdm(total=len(units), initial=sum(map(self.done, units)), unit="img",
+            images_done = sum(map(self.done, units))
+            # One bar over the steps of every pending batch, so that a job of one batch shows progress
+            # and an ETA too; the images done so far beside it.
+            bar = tqdm(total=len(todo) * s.steps, unit="step",
                        desc=self.layers[0][0] if len(self.layers) == 1 else f"shard {self.shard}",
                        disable=not progress, dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 10.0)
             with bar:
-                for b in todo:
+                bar.set_postfix(images=f"{images_done}/{len(units)}")
+                for i, b in enumerate(todo):
                     seeds = [unit_seed(s.seed, u.layer, u.channel, u.k) for u in b.units]
                     new = [not self.done(u) for u in b.units]
                     t0 = time.perf_counter()
@@ -257,19 +275,20 @@ class ShardJob:
                         result = render(self.model, batch_objective(b.layer, list(b.channels), s.neurons, K,
                                                                     s.diversity_weight),
                                         param=make_param(s.param, s.size, len(seeds)), steps=s.steps, lr=s.lr,
-                                        seed=seeds, device=self.device, progress=step_progress)
+                                        seed=seeds, device=self.device, progress=bar.update if progress else False)
                     except (KeyboardInterrupt, UsageError):
                         raise
                     except Exception as e:  # this batch's units fail; the job goes on
                         with _interrupts_held():
                             self._record_failure(folder, b, e)
-                        bar.update(sum(new))
+                        bar.update((i + 1) * s.steps - bar.n)
                         continue
                     seconds = (time.perf_counter() - t0) / len(b.channels)
                     with _interrupts_held():
                         written += self._write_batch(folder, b, seeds, new, result, seconds, run)
-                    bar.update(sum(new))
-                    bar.set_postfix(layer=b.layer, refresh=False)
+                    _warn_dead_channels(b.layer, list(b.channels), result, K)
+                    images_done += sum(new)
+                    bar.set_postfix(images=f"{images_done}/{len(units)}", layer=b.layer, refresh=False)
         if self.shard.count > 1 or self.failures:
             self.report = merge(self.out)  # every shard as it ends: the last one to end leaves the folder complete
         return written
@@ -292,9 +311,12 @@ class ShardJob:
             if not new[j]:  # recorded by another run or shard: its file is never rewritten
                 continue
             rel = folder.image_rel(b.layer, u.name(K), fmt)
+            # "value": the objective alone; with --diversity K the diversity term is recorded apart
+            value = result.terms["objective"][j] if "objective" in result.terms else result.values[j]
             entries[u.name(K)] = {
-                "channel": u.channel, "k": u.k, "seed": seed, "value": float(result.values[j]), "file": rel,
+                "channel": u.channel, "k": u.k, "seed": seed, "value": float(value), "file": rel,
                 "sha256": folder.save_image(rel, result.images[j]), "seconds": round(seconds, 4), "run": run,
+                **({"diversity": float(result.terms["diversity"][j])} if "diversity" in result.terms else {}),
             }
             failed.pop(str(u), None)
             self._done[u] = True
@@ -306,24 +328,27 @@ class ShardJob:
 
 def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", out="renders",
                 weights: str = "default", layer_set: Optional[str] = None, neurons: bool = False,
-                size: int = 128, steps: int = 512, lr: float = 0.05, param: str = "fourier", diversity: int = 1,
-                seed: int = 0, device: str = "auto", batch="auto", format: str = "png", force: bool = False,
+                size: int = 128, steps: int = 512, lr: Optional[float] = None, param: str = "fourier",
+                diversity: int = 1, diversity_weight: Optional[float] = None, seed: int = 0, device: str = "auto", batch="auto", format: str = "png", force: bool = False,
                 shard: Shard = SINGLE, argv: Optional[Sequence[str]] = None) -> ShardJob:
     """Check everything a (shard of a) whole-model job needs and return it, writing nothing.
 
     ``layers``: layer names, or ``layer_set`` ``"blocks"``/``"all"``; ``channels`` applies to
     each layer. Raises :class:`UsageError` (one line: the problem and the fix) for an unknown
     model or layer, a bad channel spec, channels out of range, unreadable weights, an unwritable
-    ``out``, or a folder that holds renders with other settings (unless ``force``).
+    ``out``, or a folder that holds renders with other settings (unless ``force``). ``lr=None`` is
+    the param's own ``default_lr`` (0.005 for ``cppn``), else 0.05; ``diversity_weight=None`` is
+    :data:`featvis.batch.DIVERSITY_WEIGHT` (relative to the objective); the manifest records both.
     """
     import math
 
     import torch
 
     from . import __version__
-    from .batch import (DIVERSITY_WEIGHT, FORMATS, MAX_SEED, MAX_SIZE, PARAMS, SPEC_HELP, Settings, _device_label,
+    from .batch import (DEFAULT_LR, DIVERSITY_WEIGHT, FORMATS, MAX_SEED, MAX_SIZE, PARAMS, SPEC_HELP, Settings, _device_label,
                         auto_batch, make_param, objective_template, open_model, parse_channels, probe_layer,
-                        resolve_device, weights_digest)
+                        resolve_device, weights_digest, _weights_arg)
+    from .models.weights import weights_file
     from .folder import RenderFolder, header_differences
     from .units import ChannelSpec
     ChannelSpec.parse(channels)  # the syntax, before anything slow
@@ -340,13 +365,19 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
             raise UsageError(f"{name} {value!r}: expected a whole number")
         if value < low or (high is not None and value > high):
             raise UsageError(f"{name} {value}: must be at least {low}" + (f" and at most {high}" if high else ""))
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+    if lr is not None and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise UsageError(f"--lr {lr}: must be a positive finite number, e.g. 0.05")
+    diversity_weight = DIVERSITY_WEIGHT if diversity_weight is None else float(diversity_weight)
+    if not (isinstance(diversity_weight, (int, float)) and math.isfinite(diversity_weight) and diversity_weight >= 0):
+        raise UsageError(f"--diversity-weight {diversity_weight}: must be 0 or more (0: no push apart; default "
+                         f"{DIVERSITY_WEIGHT:g}, relative to the objective)")
     if format not in FORMATS:
         raise UsageError(f"--format {format}: use one of {', '.join(FORMATS)}")
     if param not in PARAMS:
         raise UsageError(f"--param {param}: use one of {', '.join(PARAMS)}")
-    make_param(param, 8, 1)  # available in this build?
+    probe = make_param(param, 8, 1)  # available in this build?
+    if lr is None:  # the param's own rate (a CPPN's is 10x smaller), as render(lr=None) picks it
+        lr = getattr(probe, "default_lr", None) or DEFAULT_LR
     if batch != "auto" and int(batch) < 1:
         raise UsageError(f"--batch {batch}: must be a positive number of channels, or auto")
     if force and shard.count > 1:
@@ -360,7 +391,7 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
     net = open_model(model, weights, dev, seed)
     names = list(layers) or select_layers(net, layer_set, size, model)
     folder.check_writable(names)
-    settings = Settings(neurons, int(size), int(steps), float(lr), param, int(diversity), DIVERSITY_WEIGHT,
+    settings = Settings(neurons, int(size), int(steps), float(lr), param, int(diversity), float(diversity_weight),
                         int(seed), format, dev.type)
     chosen: List[Tuple[str, List[int]]] = []
     info = {}
@@ -373,7 +404,7 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
         if not chans:
             raise UsageError(f"--channels {channels} selects no channel; expected {SPEC_HELP}")
         chosen.append((layer, chans))
-        info[layer] = {"objective": objective_template(layer, neurons, settings.diversity, DIVERSITY_WEIGHT),
+        info[layer] = {"objective": objective_template(layer, neurons, settings.diversity, settings.diversity_weight),
                        "channels": shape[0]}
     if batch == "auto":
         if shard.count > 1 and dev.type == "cuda":
@@ -382,7 +413,9 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
         n = min(auto_batch(net, layer, settings, dev) for layer, _ in chosen)
     else:
         n = int(batch)
-    header = {"model": model, "weights": {"spec": weights, "sha256": weights_digest(net)},
+    # "sha256" is a digest of the loaded tensors (which network); "file_sha256" the file's own bytes
+    file_info = weights_file(model, _weights_arg(weights) if weights != "default" else "default") or {}
+    header = {"model": model, "weights": {"spec": weights, "sha256": weights_digest(net), **file_info},
               "settings": asdict(settings), "featvis": __version__, "torch": torch.__version__,
               "device": _device_label(dev)}
     if old is not None and old.get("settings") is not None:
@@ -457,7 +490,8 @@ def render_command(args, argv: Optional[Sequence[str]] = None) -> int:
         torch.cuda.set_device(shard.local_rank)  # so that nothing lands on cuda:0 by default
     job = prepare_job(args.model, list(args.layer), args.channels, args.out, weights=args.weights,
                       layer_set=args.layers, neurons=args.neurons, size=args.size, steps=args.steps, lr=args.lr,
-                      param=args.param, diversity=args.diversity, seed=args.seed,
+                      param=args.param, diversity=args.diversity,
+                      diversity_weight=args.diversity_weight, seed=args.seed,
                       device=device_for(shard, args.device), batch=args.batch, format=args.format,
                       force=args.force, shard=shard, argv=argv)
     names = [layer for layer, _ in job.layers]

@@ -9,7 +9,7 @@ from typing import Optional, Tuple, Union
 
 import torch
 
-from .objectives import Objective, alignment, alpha_mean, as_objective, channel_interpolate, l2
+from .objectives import Objective, alignment, alpha_mean, as_objective, channel_interpolate, l2, scaled
 from .objectives.channels import dot_cossim
 from .param import ImageParam, fit_images, fourier, image_tensor
 from .render import Result, render
@@ -96,18 +96,26 @@ def caricature(model, image, layer: str, steps: int = 512, cossim_pow: float = 1
                   {k: v[:n] for k, v in result.snapshots.items()})
 
 
-def transparent(model, objective: Union[str, Objective], size: int = 128, alpha_weight: float = 1.0,
+#: ``transparent()``'s default alpha weight, relative to the objective: a fully opaque image costs
+#: this share of the objective's value (so opaque pixels must earn their keep, but the feature can
+#: afford them). An absolute weight (Lucid's ``- 1.0 * alpha_mean``) depends on the model's
+#: activation sizes: 1.0 against a unit that reaches 0.3 leaves an almost empty image.
+ALPHA_WEIGHT = 0.25
+
+
+def transparent(model, objective: Union[str, Objective], size: int = 128, alpha_weight: float = ALPHA_WEIGHT,
                 param: Optional[ImageParam] = None, steps: int = 512, seed=None, **render_kwargs) -> Result:
     """A visualization with transparency (Distill's "Differentiable Image Parameterizations"): an
     RGBA image, composited over a fresh random background each step (so opaque pixels must work on
-    any background), maximizing ``objective - alpha_weight * alpha_mean()``. Returns (B, 4, H, W)
-    images; ``result.save("x.png")`` writes RGBA PNGs.
+    any background), maximizing ``objective - alpha_weight * |objective| * alpha_mean()`` (see
+    :func:`featvis.objectives.scaled`). Returns (B, 4, H, W) images; ``result.save("x.png")``
+    writes RGBA PNGs; ``result.terms`` holds the objective and the alpha penalty apart.
 
-    ``alpha_weight`` is in the objective's units: the objective gain one fully opaque image must
-    buy. Scale it with the objective's typical final value (larger weights: sparser images).
+    ``alpha_weight`` is relative to the objective: the share of its value that a fully opaque image
+    costs (default :data:`ALPHA_WEIGHT`; larger: sparser images, 0: no pressure to clear).
     ``param`` defaults to ``param.fourier(size, alpha=True)``.
 
-    >>> result = featvis.recipes.transparent(model, "mixed4a:476", alpha_weight=2.0, seed=0)
+    >>> result = featvis.recipes.transparent(model, "mixed4a:476", alpha_weight=0.5, seed=0)
     >>> result.save("mixed4a_476_rgba.png")
     """
     objective = as_objective(objective)
@@ -115,7 +123,9 @@ def transparent(model, objective: Union[str, Objective], size: int = 128, alpha_
         param = fourier(size, batch=objective.batch_size or 1, alpha=True)
     if getattr(param, "channels", 3) != 4:
         raise ValueError("transparent() needs an RGBA param: make it with alpha=True, e.g. param.fourier(128, alpha=True)")
-    full = objective - float(alpha_weight) * alpha_mean()
+    if not alpha_weight >= 0:
+        raise ValueError(f"alpha_weight={alpha_weight}: must be 0 or more (the share of the objective that opacity costs)")
+    full = scaled(objective, alpha_mean(), -float(alpha_weight), label="alpha")
     return render(model, full, param=param, steps=steps, seed=seed, **render_kwargs)
 
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import functools
 import numbers
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Union
+from typing import Callable, Dict, Iterable, List, Optional, Union
 
 import torch
 from tqdm.auto import tqdm
@@ -32,7 +33,9 @@ DEFAULT_LR = 0.05
 class Result:
     """What :func:`render` returns. ``images``: float32 (B,3,H,W) in [0,1] on the CPU ((B,4,H,W)
     RGBA for a param with alpha); ``values``: (B,) the objective of each final image (untransformed;
-    RGBA over gray); ``snapshots``: {step: images}."""
+    RGBA over gray); ``snapshots``: {step: images}; ``terms``: the values of the objective's named
+    parts (``{"objective": ..., "diversity": ...}`` for :func:`featvis.objectives.scaled`), which
+    sum to ``values``."""
 
     images: torch.Tensor
     values: torch.Tensor
@@ -40,6 +43,7 @@ class Result:
     seeds: List[int]
     steps: int
     snapshots: Dict[int, torch.Tensor] = field(default_factory=dict)
+    terms: Dict[str, torch.Tensor] = field(default_factory=dict)
 
     def to_pil(self):
         """The images as a list of PIL images."""
@@ -78,6 +82,7 @@ def evaluate(model, objective, images: torch.Tensor) -> torch.Tensor:
     seen = composite(images, GRAY) if images.shape[1] == 4 else images  # RGBA: over gray
     with torch.no_grad(), frozen(model, device), capture(model, objective.layers) as run:
         acts = run(seen)
+        objective.bind({k: tuple(v.shape[1:]) for k, v in acts.items()})  # @x,y index these maps
         acts[INPUT] = images
         return objective(acts).float().cpu()
 
@@ -131,7 +136,7 @@ def _with_grad(fn):
 
 @_with_grad
 def render(model, objective, param=None, transforms=None, steps: int = 512, lr: Optional[float] = None,
-           optimizer=None, seed=None, device=None, progress: bool = True,
+           optimizer=None, seed=None, device=None, progress: Union[bool, Callable[[int], None]] = True,
            snapshots: Iterable[int] = (), precision: str = "fp32", init=None,
            compile: Union[bool, str] = False) -> Result:
     """Optimize images so that ``objective`` is as large as possible; returns a :class:`Result`.
@@ -146,7 +151,8 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     image (tensor, PIL image or array; resized to the param) instead of noise, for feature
     accentuation; the param defaults to a Fourier image of its size. An RGBA param (``alpha=True``)
     is seen by the model over a random background each step (over gray for the final values).
-    ``compile=True`` runs the model through ``torch.compile`` (or name a backend), falling back to
+    ``progress``: a bar over the steps (True), none (False), or a function called with 1 after each
+    step (a caller's own bar over many renders). ``compile=True`` runs the model through ``torch.compile`` (or name a backend), falling back to
     the plain model with a warning if compilation fails (see :mod:`featvis.accel`): on 2 CPU cores
     InceptionV1 steps take 0.55-0.7x the time, after about a minute of compiling per layer and
     batch size (kept for later renders in the process), so it pays off over whole layers.
@@ -165,27 +171,38 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     over_background = collapse_alpha()
     wanted, snaps, flags = set(snapshots), {}, []
 
-    def score(run, image, transform):
+    def score(run, image, transform, of=objective):
         seen = image
         if image.shape[1] == 4:  # RGBA: the model sees RGB over a background
             seen = over_background(image, rng) if transform else composite(image, GRAY)
         acts = run(transform(seen, rng)) if transform else run.plain(seen)
-        return objective({**acts, INPUT: image})  # (B,)
+        return of({**acts, INPUT: image})  # (B,)
 
     with frozen(model, device), relu_redirection(model) as redirect, \
             model_runner(model, objective.layers, device, precision, compile) as run, \
-            tqdm(total=steps, disable=not progress, desc=objective.name[:40], leave=False) as bar:
+            tqdm(total=steps, disable=progress is not True, desc=objective.name[:40], leave=False) as bar:
+        with torch.no_grad():  # the bare image's maps: where @x,y point; a bad position fails here, not at the end
+            first = param()
+            acts = run.plain(composite(first, GRAY) if first.shape[1] == 4 else first)
+            objective.bind({k: tuple(v.shape[1:]) for k, v in acts.items()})
+            objective({**acts, INPUT: first})
         for step in range(steps):
             redirect(step)  # Lucid's redirected ReLU for the model's first `redirect_steps` steps
             image = param()
             if step in wanted:
                 snaps[step] = image.detach().float().cpu()
+            if step == 0 and image.requires_grad and not image.is_leaf:
+                image.retain_grad()
             values = score(run, image, transforms)
             opt.zero_grad(set_to_none=True)
             (-values.sum()).backward()
+            if step == 0:
+                _warn_dead(objective, values, image.grad)
             opt.step()
             flags.append(~torch.isfinite(values).all())  # stays on the device until checked
             bar.update()
+            if callable(progress):
+                progress(1)
             if len(flags) == CHECK_EVERY or step == steps - 1:
                 _nonfinite_error(objective, flags, step + 1 - len(flags), values)
                 flags.clear()
@@ -194,9 +211,23 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
             image = param()
             values = score(run, image, None)
             _nonfinite_error(objective, [~torch.isfinite(values).all()], steps, values)
+            terms = {k: score(run, image, None, part).float().cpu() for k, part in objective.terms.items()}
     if steps in wanted:
         snaps[steps] = image.detach().float().cpu()
-    return Result(image.detach().float().cpu(), values.detach().float().cpu(), objective.name, rng.seeds, steps, snaps)
+    return Result(image.detach().float().cpu(), values.detach().float().cpu(), objective.name, rng.seeds, steps, snaps,
+                  terms)
+
+
+def _warn_dead(objective, values: torch.Tensor, grad: Optional[torch.Tensor]) -> None:
+    """Warn when the objective is 0 with no gradient for every image at the first step: a unit that
+    does not fire for these inputs (a ReLU below zero everywhere) stays at 0 however long it runs.
+    (Per image it would be noise: ``batch=i`` terms and caricature targets are 0 by design; the
+    render job warns per channel from the final values.)"""
+    if grad is None or bool(values.detach().any()) or bool(grad.any()):
+        return
+    warnings.warn(f"objective {objective.name[:80]} is 0 with a zero gradient at the first step: the unit does not "
+                  "fire for these images, so optimizing cannot move it; try another seed or unit, or a layer before "
+                  "the ReLU", RuntimeWarning, stacklevel=3)
 
 
 #: ``auto_batch`` on the CPU: the time per image falls little with the batch (InceptionV1 mixed4a at

@@ -26,6 +26,7 @@ import argparse
 import math
 import sys
 import time
+from pathlib import Path
 from typing import List, Optional, Tuple
 
 import torch
@@ -57,12 +58,14 @@ def reference_stimuli(size: int = SIZE) -> torch.Tensor:
 
 
 def run(steps: int = STEPS, device=None, progress: bool = True, size: int = SIZE, seed: int = SEED,
-        robustness_draws: int = 32) -> Tuple[List[dict], bool]:
+        robustness_draws: int = 32, out=None) -> Tuple[List[dict], bool]:
     """Render and score every ``edges`` and ``curves`` unit; returns (rows, all passed).
 
     Each row: ``layer``, ``channel``, ``preferred`` (the model's dict), ``orientation`` (found),
     ``orientation_error``, ``bend`` / ``bend_error`` / ``bend_strength`` (curves; None for
     edges), ``robustness``, ``spectrum_slope``, ``activation_ratio``, ``value`` and ``ok``.
+    ``out``: a folder to save the renderings in, to look at: ``<layer>/<channel>.png`` and a
+    titled ``<layer>_sheet.png`` (enlarged to 128 px cells) per layer.
     """
     device = pick_device(device)
     model = load_model("handcoded", device=device)
@@ -74,6 +77,8 @@ def run(steps: int = STEPS, device=None, progress: bool = True, size: int = SIZE
         obj = channel(layer, chans)
         result = render(model, obj, param=fourier(size, batch=len(chans)), steps=steps, seed=seed,
                         device=device, progress=progress)
+        if out is not None:
+            _save(Path(out), layer, result, [describe(p) for p in prefs], size, steps)
         found = metrics.orientation(result)
         ori_err = metrics.orientation_error(result, prefs)
         robust = metrics.robustness(model, result, obj, n=robustness_draws, seed=seed)
@@ -96,6 +101,15 @@ def run(steps: int = STEPS, device=None, progress: bool = True, size: int = SIZE
                 row["bend_error"] <= MAX_BEND_ERROR and row["bend_strength"] >= MIN_BEND_STRENGTH)))
             rows.append(row)
     return rows, all(r["ok"] for r in rows)
+
+
+def _save(out: Path, layer: str, result, labels: List[str], size: int, steps: int) -> None:
+    from .io import save_image, sheet
+    for c, image in enumerate(result.images):
+        save_image(image, out / layer / f"{c}.png")
+    cell = size * max(1, -(-128 // size))
+    sheet(result.images, labels=[f"{c}: {t}" for c, t in enumerate(labels)], cell=cell,
+          title=f"handcoded {layer}: channel, fourier {size} px, {steps} steps", path=out / f"{layer}_sheet.png")
 
 
 def format_table(rows: List[dict]) -> str:
@@ -126,6 +140,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=SEED, help=f"random seed (default {SEED})")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--out", default="selfcheck", metavar="DIR",
+                        help="save the renderings and a sheet per layer here (default: selfcheck)")
 
 
 def run_args(args) -> int:
@@ -135,8 +151,11 @@ def run_args(args) -> int:
               f"got {args.steps}, {args.size}", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    rows, ok = run(steps=args.steps, device=args.device, progress=not args.quiet, size=args.size, seed=args.seed)
+    rows, ok = run(steps=args.steps, device=args.device, progress=not args.quiet, size=args.size, seed=args.seed,
+                   out=args.out)
     print(format_table(rows))
+    print(f"\nimages: {Path(args.out) / '<layer>'}/<channel>.png; sheets: "
+          + ", ".join(str(Path(args.out) / f"{layer}_sheet.png") for layer in LAYERS))
     bad = [f"{r['layer']}:{r['channel']}" for r in rows if not r["ok"]]
     print(f"\n{len(rows) - len(bad)}/{len(rows)} units passed in {time.perf_counter() - start:.1f} s "
           f"(orientation error <= {MAX_ORIENTATION_ERROR:g} deg; curves: bend error <= {MAX_BEND_ERROR:g} deg "

@@ -84,6 +84,9 @@ class ChannelSpec:
     def parse(cls, spec) -> "ChannelSpec":
         """Check the syntax; raises :class:`~featvis.errors.UsageError` naming the bad part."""
         text = str(spec).strip()
+        if len(text) > MAX_SPEC_CHARS:
+            raise UsageError(f"channel spec is too long ({len(text)} characters, at most {MAX_SPEC_CHARS}); "
+                             "use ranges such as 0:64 or all")
         if text == "all":
             return cls(text, True, ())
         ranges = []
@@ -118,6 +121,8 @@ class ChannelSpec:
             if top is not None and top >= count:
                 raise UsageError(f"channel {self._first_bad(count)} is out of range: {where} has {count} channels "
                                  f"(0..{count - 1}); use e.g. --channels 0:{count} or --channels all")
+        if count is None and sum(stop - start for start, stop in self.ranges if stop is not None) > MAX_CHANNELS:
+            raise UsageError(f"--channels {self.text} selects more than {MAX_CHANNELS} channels; no layer has that many")
         chans = set()
         for start, stop in self.ranges:
             if stop is None:
@@ -132,6 +137,12 @@ class ChannelSpec:
 
     def __str__(self) -> str:
         return self.text
+
+
+#: Bounds that keep a channel spec cheap to check: no layer has a million channels, and no sensible
+#: spec is longer than a few thousand characters (a 50M-channel range would take gigabytes as a list).
+MAX_CHANNELS = 1 << 20
+MAX_SPEC_CHARS = 20_000
 
 
 def parse_channels(spec, count: Optional[int] = None, where: str = "the layer") -> List[int]:

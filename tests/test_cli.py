@@ -21,7 +21,7 @@ from PIL import Image
 
 from . import cli_plugin  # noqa: F401  (registers "tiny" in this process too)
 from featvis import io
-from featvis.batch import parse_channels
+from featvis.batch import DIVERSITY_WEIGHT, parse_channels
 from featvis.cli import main
 from featvis.errors import UsageError
 from featvis.job import unit_seed
@@ -83,7 +83,7 @@ def test_render_writes_pngs_manifest_and_sheet(reference):
     m = json.loads((reference / "manifest.json").read_text())
     assert m["model"] == "tiny" and m["weights"]["spec"] == "default" and len(m["weights"]["sha256"]) == 64
     assert m["settings"] == {"neurons": False, "size": 32, "steps": 8, "lr": 0.05, "param": "fourier",
-                             "diversity": 1, "diversity_weight": 100.0, "seed": 0, "format": "png", "device": "cpu"}
+                             "diversity": 1, "diversity_weight": DIVERSITY_WEIGHT, "seed": 0, "format": "png", "device": "cpu"}
     assert m["featvis"] and m["torch"] == torch.__version__ and m["device"].startswith("cpu")
     assert m["runs"][0]["batch"] == 4 and m["layers"]["conv2"]["channels"] == 16
     entries = m["layers"]["conv2"]["images"]
@@ -93,8 +93,8 @@ def test_render_writes_pngs_manifest_and_sheet(reference):
         assert e["seed"] == unit_seed(0, "conv2", c, 0) and e["file"] == f"conv2/{c}.png"
         assert e["sha256"] == hashlib.sha256((reference / e["file"]).read_bytes()).hexdigest()
         assert np.isfinite(e["value"]) and e["seconds"] > 0
-    with Image.open(reference / "conv2_sheet.png") as sheet:  # 3 x 2 cells of 32 px plus labels
-        assert sheet.width == 3 * 32 + 4 * 4 and sheet.height > 2 * 32 + 3 * 4
+    with Image.open(reference / "conv2_sheet.png") as sheet:  # 3 x 2 cells (32 px enlarged 4x) plus labels
+        assert sheet.width == 3 * 128 + 4 * 4 and sheet.height > 2 * 128 + 3 * 4
 
 
 def test_sigkill_in_second_batch_then_resume_equals_uninterrupted_run(reference, tmp_path):
@@ -136,7 +136,7 @@ def test_ctrl_c_stops_after_the_complete_batch_with_status_130(tmp_path):
     assert "interrupted: 4 of 6 channels are written" in err.splitlines()[-1]
     assert list(images_table(out)) == ["0", "1", "2", "3"]
     with Image.open(out / "conv2_sheet.png") as sheet:  # the sheet of what is complete: 2 x 2
-        assert sheet.width == 2 * 32 + 3 * 4
+        assert sheet.width == 2 * 128 + 3 * 4
 
 
 def test_rerun_skips_done_channels_and_redoes_a_damaged_one(reference, tmp_path, capsys):
@@ -194,10 +194,12 @@ def test_diversity_and_neurons(tmp_path):
     entries = m["layers"]["conv3"]["images"]
     assert list(entries) == ["0_0", "0_1", "7_0", "7_1"]
     assert [e["seed"] for e in entries.values()] == [unit_seed(0, "conv3", c, k) for c in (0, 7) for k in (0, 1)]
-    assert m["layers"]["conv3"]["objective"].startswith("neuron(conv3:c) + 100 * diversity(conv3)")
+    assert m["layers"]["conv3"]["objective"].startswith(
+        f"neuron(conv3:c) + {DIVERSITY_WEIGHT:g} * |neuron(conv3:c)| * diversity(conv3)")
+    assert all(e["diversity"] <= 0 for e in entries.values())
     assert sorted(p.name for p in (out / "conv3").iterdir()) == ["0_0.png", "0_1.png", "7_0.png", "7_1.png"]
     with Image.open(out / "conv3_sheet.png") as sheet:  # one row per channel
-        assert sheet.width == 2 * 32 + 3 * 4
+        assert sheet.width == 2 * 128 + 3 * 4
 
 
 BAD = [
@@ -258,7 +260,7 @@ def test_models_and_layers(capsys):
 
 
 def test_sheet_command_png_and_pdf(reference, tmp_path, capsys):
-    assert main(["sheet", str(reference), "--cols", "6", "--no-labels", "--out", str(tmp_path / "s.png")]) == 0
+    assert main(["sheet", str(reference), "--cols", "6", "--no-labels", "--cell", "32", "--no-title", "--out", str(tmp_path / "s.png")]) == 0
     with Image.open(tmp_path / "s.png") as im:
         assert im.size == (6 * 32 + 7 * 4, 32 + 2 * 4)
         cell = np.asarray(im)[4:36, 4 + 2 * 36:36 + 2 * 36]

@@ -46,4 +46,4 @@ def test_example_rejects_a_malformed_unit(tmp_path):
     cmd = [sys.executable, str(ROOT / "examples" / "objectives.py"), "--model", "handcoded", "--unit", "nolayer",
            "--out", str(tmp_path)]
     done = subprocess.run(cmd, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=300)
-    assert done.returncode != 0 and "expected LAYER:CHANNEL" in done.stderr
+    assert done.returncode != 0 and "expected 'layer:channel'" in done.stderr

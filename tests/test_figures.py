@@ -142,3 +142,33 @@ def test_atomic_write_gives_files_the_usual_mode(tmp_path):
         os.umask(mask)
     assert p.stat().st_mode & 0o777 == 0o644
     assert [f.name for f in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_sheet_title_and_enlargement():
+    import torch
+    from featvis.io import sheet
+    imgs = torch.rand(4, 3, 8, 8)
+    plain = sheet(imgs, cols=2, pad=2)
+    big = sheet(imgs, cols=2, pad=2, cell=32)
+    titled = sheet(imgs, cols=2, pad=2, cell=32, title="toy conv2: channel, fourier 8 px")
+    assert plain.size == (2 * 8 + 3 * 2, 2 * 8 + 3 * 2)
+    assert big.width == 2 * 32 + 3 * 2 and titled.width == big.width and titled.height > big.height
+    # whole-pixel enlargement: each source pixel is a sharp 4x4 block
+    cell = np.asarray(big)[2:34, 2:34]
+    assert (cell[::4, ::4] == cell[3::4, 3::4]).all()
+    # the title is drawn (dark pixels in the band above the grid)
+    band = np.asarray(titled)[: titled.height - big.height]
+    assert (band < 128).any()
+
+
+def test_sheet_command_cell_and_title(tmp_path):
+    from . import cli_plugin  # noqa: F401
+    from featvis.cli import main
+    out = tmp_path / "r"
+    assert main(["render", "tiny", "conv2", "--channels", "0:2", "--size", "16", "--steps", "1", "--out", str(out)]) == 0
+    auto = Image.open(out / "conv2_sheet.png")
+    assert auto.width == 2 * 128 + 3 * 4  # 16 px renders enlarged 8x by default
+    assert main(["sheet", str(out), "--cell", "48", "--no-title", "--out", str(tmp_path / "s.png")]) == 0
+    s = Image.open(tmp_path / "s.png")
+    assert s.width == 2 * 48 + 3 * 4
+    assert main(["sheet", str(out), "--cell", "2"]) == 2

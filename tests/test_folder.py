@@ -420,7 +420,7 @@ def test_a_failed_first_batch_claims_nothing(tmp_path, capsys, monkeypatch):
     (["--seed", "-1"], "--seed -1: must be at least 0"),
     (["--seed", str(2**64)], f"--seed {2**64}: must be at least 0 and at most {2**63 - 1}"),
     (["--size", "100000"], "--size 100000: must be at least 8 and at most 4096"),
-    (["--channels", "0:50000000"], "selects more than 1048576 channels; no layer has that many"),
+    (["--channels", "0:50000000"], "channel 16 is out of range: conv2 of tiny has 16 channels"),
     (["--channels", "0:16,40:500000"], "channel 40 is out of range: conv2 of tiny has 16 channels"),
     (["--weights", "{tmp}"], "is a folder; pass the state dict file in it"),
 ])

@@ -117,10 +117,16 @@ def test_render_recovers_curve_bends(model):
     assert (result.values > 2 * on_grating).all(), (result.values, on_grating)
 
 
-def test_selfcheck_fails_when_the_optimization_barely_ran(capsys):
-    assert selfcheck.main(["--steps", "2", "--size", "32", "--quiet"]) == 1
+def test_selfcheck_fails_when_the_optimization_barely_ran(capsys, tmp_path):
+    assert selfcheck.main(["--steps", "2", "--size", "32", "--quiet", "--out", str(tmp_path / "sc")]) == 1
     out = capsys.readouterr().out
     assert "edges:11" in out and "curves:7" in out and "units passed" in out
+    # the renderings are saved to look at: every unit, and a titled sheet per layer
+    assert sorted(p.name for p in (tmp_path / "sc" / "curves").iterdir()) == sorted(f"{c}.png" for c in range(8))
+    assert len(list((tmp_path / "sc" / "edges").iterdir())) == 12
+    from PIL import Image
+    assert Image.open(tmp_path / "sc" / "curves_sheet.png").width >= 3 * 128
+    assert str(tmp_path / "sc" / "curves_sheet.png") in out
 
 
 def test_selfcheck_table():

@@ -168,6 +168,8 @@ def test_transparent_images_are_rgba_and_the_penalty_clears_alpha(model, tmp_pat
     alpha = lambda r: r.images[:, 3].mean().item()  # noqa: E731
     assert alpha(heavy) < alpha(light) < alpha(free)
     assert alpha(heavy) < alpha(free) - 0.05
+    assert set(heavy.terms) == {"objective", "alpha"} and (heavy.terms["alpha"] <= 0).all()
+    assert torch.allclose(heavy.terms["objective"] + heavy.terms["alpha"], heavy.values, atol=1e-5)
     (path,) = heavy.save(tmp_path / "t.png")
     assert Image.open(path).mode == "RGBA"
     with pytest.raises(ValueError, match="alpha=True"):

@@ -7,7 +7,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 
-from ..hooks import capture, named_layers
+from ..hooks import CALL_MARK, capture, named_layers
 from .state import frozen
 from .wrap import as_model
 
@@ -23,6 +23,7 @@ class LayerInfo:
     shape: Optional[Tuple[int, ...]]  # output shape for one image, without the batch dimension
     block: bool = False
     aliases: Tuple[str, ...] = ()
+    calls: int = 1  # how often forward calls the module; each call k > 1 is listed as ``name#k``
 
 
 def layers(model, size: int = 224) -> List[LayerInfo]:
@@ -30,7 +31,10 @@ def layers(model, size: int = 224) -> List[LayerInfo]:
 
     Runs one forward pass on a gray ``size`` x ``size`` image. Modules that do not run in
     ``forward`` (or return no tensor) are listed with ``shape=None``. A module reachable under
-    several names is listed once, under its first name, with the others as ``aliases``.
+    several names is listed once, under its first name, with the others as ``aliases``. A module
+    that ``forward`` calls more than once (a ResNet Bottleneck's ``relu`` runs three times) is
+    listed once per call: ``layer1.0.relu`` (the first), ``layer1.0.relu#2``, ``layer1.0.relu#3``;
+    objectives, ``capture`` and ``featvis render`` take those names.
     """
     model = as_model(model)
     table, aliases = {}, {}
@@ -42,13 +46,13 @@ def layers(model, size: int = 224) -> List[LayerInfo]:
             first[id(module)] = name
             table[name] = module
     blocks = set(model.block_layers()) if hasattr(model, "block_layers") else set()
-    shapes = {}
+    shapes = {}  # name -> [output shape of each call]
     handles = []
 
     def hook_for(name):
         def hook(module, inputs, output):
-            if name not in shapes and isinstance(output, torch.Tensor):
-                shapes[name] = tuple(output.shape[1:])
+            if isinstance(output, torch.Tensor):
+                shapes.setdefault(name, []).append(tuple(output.shape[1:]))
         return hook
 
     for name, module in table.items():
@@ -63,9 +67,12 @@ def layers(model, size: int = 224) -> List[LayerInfo]:
             h.remove()
     out = []
     for name, module in table.items():
-        shape = shapes.get(name)
-        out.append(LayerInfo(name, type(module).__name__, shape[0] if shape else None, shape,
-                             block=name in blocks, aliases=tuple(aliases.get(name, ()))))
+        calls = shapes.get(name) or [None]
+        for k, shape in enumerate(calls, 1):
+            # A module that forward calls several times (a Bottleneck's relu) is one layer per call.
+            out.append(LayerInfo(name if k == 1 else f"{name}{CALL_MARK}{k}", type(module).__name__,
+                                 shape[0] if shape else None, shape, block=name in blocks and k == len(calls),
+                                 aliases=tuple(aliases.get(name, ())) if k == 1 else (), calls=len(calls)))
     return out
 
 

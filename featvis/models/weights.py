@@ -127,7 +127,12 @@ def fetch(ckpt: Checkpoint, name: str, progress: bool = True) -> Path:
     """
     path = cache_path(ckpt.filename)
     if path.is_file():
-        verify(path, ckpt.sha256, name, ckpt.url)
+        if ckpt.sha256 is None:  # nothing to check it against: any file here would load as "the" weights
+            warnings.warn(f"{path} is loaded as the {name} weights unverified: featvis has no pinned SHA-256 for "
+                          f"{ckpt.filename} (its SHA-256 is {file_sha256(path)}; compare it with a trusted copy's)",
+                          stacklevel=3)
+        else:
+            verify(path, ckpt.sha256, name, ckpt.url)
         return path
     try:
         atomic_write(path, lambda tmp: _download_to(ckpt, tmp, progress))
@@ -143,6 +148,29 @@ def fetch(ckpt: Checkpoint, name: str, progress: bool = True) -> Path:
 #: torchvision's (and torch hub's) file names carry the first hex digits of the file's SHA-256:
 #: ``resnet18-f37072fd.pth``.
 HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,64})\.")
+
+
+def weights_file(model: str, weights) -> Optional[Dict[str, object]]:
+    """The file that ``load_model(model, weights)`` reads, for a record: ``{"file", "file_sha256",
+    "verified"}`` (``verified``: checked against a hash featvis or torchvision pins; ``None`` for a
+    file the user gave, which nothing pins). ``None`` when no file is read (random or constructed
+    weights, or a default not downloaded yet)."""
+    from .registry import TORCHVISION
+    if weights is None or (weights == "default" and model not in TORCHVISION and model != "inceptionv1"):
+        return None
+    if weights != "default":
+        path, verified = Path(weights), None
+    elif model == "inceptionv1":
+        path, verified = cache_path(INCEPTION5H.filename), INCEPTION5H.sha256 is not None
+    else:  # torchvision checks the hash prefix in the file name on every load (check_hash=True)
+        from torchvision.models import get_model_weights
+        path, verified = cache_path(os.path.basename(get_model_weights(model).DEFAULT.url)), True
+    if not path.is_file():
+        return None
+    sha = file_sha256(path)
+    if verified and model == "inceptionv1":
+        verified = sha == INCEPTION5H.sha256.lower()
+    return {"file": str(path.resolve()), "file_sha256": sha, "verified": verified}
 
 
 def fetch_torchvision(member, name: str) -> Tuple[StateDict, str]:

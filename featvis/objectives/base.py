@@ -27,12 +27,25 @@ class Objective:
     """
 
     def __init__(self, fn: Callable[[Acts], torch.Tensor], layers: Iterable[str], name: str,
-                 batch_size: Optional[int] = None, precedence: int = _ATOM):
+                 batch_size: Optional[int] = None, precedence: int = _ATOM, binders: Tuple[Callable, ...] = ()):
         self.fn = fn
         self.layers: FrozenSet[str] = frozenset(layers)
         self.name = name
         self.batch_size = batch_size
         self._prec = precedence
+        self.binders = tuple(binders)
+        #: named parts whose values :func:`featvis.render` reports next to the total (Result.terms)
+        self.terms: Dict[str, "Objective"] = {}
+
+    def bind(self, shapes: Dict[str, Tuple[int, ...]]) -> "Objective":
+        """Tell the leaves the shapes ``{layer: (C, H, W)}`` of the layers for the *bare* image
+        (untransformed, at the size being rendered). :func:`featvis.render` calls it before the
+        first step: a neuron's ``@x,y`` index the bare image's map, and during optimization, when
+        the model sees a padded and jittered canvas with a larger map, the neuron maps them onto
+        it (shifted by half the difference: the padding scaled by the layer's stride)."""
+        for bind in self.binders:
+            bind(shapes)
+        return self
 
     def __call__(self, acts: Acts) -> torch.Tensor:
         return self.fn(acts)
@@ -55,7 +68,8 @@ class Objective:
             fn = lambda acts: op(left(acts), right(acts))  # noqa: E731
             # Right operand of - and / binds tighter: a - (b + c).
             name = f"{left._wrapped(prec)} {symbol} {right._wrapped(prec + 1 if symbol in '-/' else prec)}"
-            return Objective(fn, left.layers | right.layers, name, self._join(left.batch_size, right.batch_size), prec)
+            return Objective(fn, left.layers | right.layers, name, self._join(left.batch_size, right.batch_size), prec,
+                             left.binders + right.binders)
         if isinstance(other, numbers.Number) and not isinstance(other, bool):
             c = float(other)
             if reverse:
@@ -64,7 +78,7 @@ class Objective:
             else:
                 fn = lambda acts: op(self(acts), c)  # noqa: E731
                 name = f"{self._wrapped(prec)} {symbol} {_fmt(c)}"
-            return Objective(fn, self.layers, name, self.batch_size, prec)
+            return Objective(fn, self.layers, name, self.batch_size, prec, self.binders)
         return NotImplemented
 
     def __add__(self, o): return self._binary(o, lambda a, b: a + b, "+", _ADD)  # noqa: E704
@@ -80,7 +94,8 @@ class Objective:
     def __rtruediv__(self, o): return self._binary(o, lambda a, b: a / b, "/", _MUL, reverse=True)  # noqa: E704
 
     def __neg__(self):
-        return Objective(lambda acts: -self(acts), self.layers, f"-{self._wrapped(_MUL + 1)}", self.batch_size, _MUL)
+        return Objective(lambda acts: -self(acts), self.layers, f"-{self._wrapped(_MUL + 1)}", self.batch_size, _MUL,
+                         self.binders)
 
     def __pos__(self):
         return self
@@ -135,4 +150,38 @@ def objective(layers: Iterable[str], name: str, batch=None):
     return deco
 
 
-__all__ = ["Objective", "objective", "narrow", "index_tensor", "INPUT"]
+def scaled(objective: Objective, term: Objective, weight: float, group: int = 1, label: str = "penalty") -> Objective:
+    """``objective + weight * |objective| * term``, with ``|objective|`` held constant (no gradient)
+    and averaged over each ``group`` of consecutive images: the term's weight follows the
+    objective's own size, so that one ``weight`` means the same on any model and unit (Lucid's
+    users tuned a fixed weight by hand per model: ``channel - 1e2 * diversity``). With ``term``
+    in [-1, 0] (diversity) or [0, 1] (alpha), ``weight`` is the share of the objective that the term
+    can cost. The result's ``terms`` are ``{"objective": objective, label: the weighted term}``,
+    which :func:`featvis.render` reports separately in ``Result.terms``.
+
+    >>> obj = scaled(channel("mixed4a", [97] * 4), diversity("mixed4a"), 0.5, group=4, label="diversity")
+    """
+    weight, group = float(weight), int(group)
+
+    def parts(acts):
+        v = objective(acts)  # (B,)
+        size = v.detach().abs()
+        if group > 1:
+            size = size.view(-1, group).mean(1).repeat_interleave(group)
+        return v, weight * size * term(acts)
+
+    def total(acts):
+        v, t = parts(acts)
+        return v + t
+
+    layers = objective.layers | term.layers
+    size = Objective._join(objective.batch_size, term.batch_size)
+    name = f"{objective._wrapped(_ADD)} + {_fmt(weight)}*|objective|*{term._wrapped(_MUL + 1)}"
+    out = Objective(total, layers, name, size, _ADD, objective.binders + term.binders)
+    part = Objective(lambda acts: parts(acts)[1], layers, f"{_fmt(weight)}*|objective|*{term.name}", size, _MUL,
+                     objective.binders + term.binders)
+    out.terms = {"objective": objective, label: part}
+    return out
+
+
+__all__ = ["Objective", "objective", "narrow", "index_tensor", "scaled", "INPUT"]

@@ -70,28 +70,55 @@ def channel(layer: str, n: Index, batch=None) -> Objective:
     return fn
 
 
-def _centre_or(pos: Optional[int], length: int, axis: str, layer: str) -> int:
-    if pos is None:
-        return length // 2
-    if not 0 <= pos < length:
-        raise IndexError(f"{axis}={pos} is outside layer {layer!r}, whose map is {length} wide along {axis}")
-    return pos
+class _BareMap:
+    """Where ``@x,y`` point: x (column) and y (row) index ``layer``'s map for the bare image at the
+    size being rendered (what ``featvis layers MODEL --size N`` shows). :meth:`Objective.bind`
+    records that map's size; on a larger canvas (padded, jittered) the bare image's map sits in
+    its middle, so the position is shifted by half the difference in size."""
+
+    def __init__(self, layer: str):
+        self.layer, self.hw = layer, None
+
+    def bind(self, shapes) -> None:
+        shape = shapes.get(self.layer)
+        if shape is not None and len(shape) >= 3:
+            self.hw = tuple(shape[-2:])
+
+    def index(self, H: int, W: int, x: Optional[int], y: Optional[int]):
+        """(row, column) in a map of H x W for the bare image's (y, x); raises if outside it."""
+        h0, w0 = self.hw or (H, W)
+        for axis, pos, length in (("x", x, w0), ("y", y, h0)):
+            if pos is not None and not 0 <= pos < length:
+                raise IndexError(
+                    f"{axis}={pos} is outside layer {self.layer!r}, whose map is {w0} wide x {h0} high for the image "
+                    f"being rendered; x (the column) and y (the row) index that map (see: featvis layers MODEL --size N)")
+        row = (h0 // 2 if y is None else y) + (H - h0) // 2
+        col = (w0 // 2 if x is None else x) + (W - w0) // 2
+        return min(max(row, 0), H - 1), min(max(col, 0), W - 1)
 
 
 def neuron(layer: str, n: Index, x: Optional[int] = None, y: Optional[int] = None, batch=None) -> Objective:
-    """Activation of channel ``n`` at one position: column ``x``, row ``y`` (the centre by default)."""
+    """Activation of channel ``n`` at one position: column ``x``, row ``y`` (the centre by default).
+
+    ``x`` and ``y`` index the layer's map for the bare image at the size being rendered (``featvis
+    layers MODEL --size N`` shows it), during optimization too: :func:`featvis.render` binds the
+    map's size before the first step, raises there for a position outside it, and shifts the
+    position onto the larger map of the padded, jittered canvas the model sees while optimizing.
+    So ``Result.values`` (the bare image) report the neuron that was optimized."""
     n, size = _per_image_index(n, "neuron")
     where = "" if x is None and y is None else f"@{x},{y}"
+    bare = _BareMap(layer)
 
     @objective([layer], f"neuron({layer}:{_label(n)}{where})", batch)
     def fn(acts):
         a = _pick(acts[layer], layer, n)  # (B, H, W)
         if a.dim() != 3:
             raise ValueError(f"neuron() needs a spatial layer; {layer!r} gives shape {tuple(acts[layer].shape)}")
-        H, W = a.shape[1:]
-        return a[:, _centre_or(y, H, "y", layer), _centre_or(x, W, "x", layer)]
+        row, col = bare.index(*a.shape[1:], x, y)
+        return a[:, row, col]
 
     fn.batch_size = fn.batch_size or size
+    fn.binders = (bare.bind,)
     return fn
 
 
@@ -157,6 +184,7 @@ def direction_neuron(layer: str, vector, x: Optional[int] = None, y: Optional[in
                      cossim_pow: float = 1.0, batch=None) -> Objective:
     """Like :func:`direction`, at one position (column ``x``, row ``y``; the centre by default)."""
     v = _vector(vector, "direction_neuron")
+    bare = _BareMap(layer)
 
     @objective([layer], f"direction_neuron({layer})", batch)
     def fn(acts):
@@ -164,10 +192,11 @@ def direction_neuron(layer: str, vector, x: Optional[int] = None, y: Optional[in
         _check_len(layer, t, v)
         if t.dim() != 4:
             raise ValueError(f"direction_neuron() needs a spatial layer; {layer!r} gives shape {tuple(t.shape)}")
-        H, W = t.shape[2:]
-        t = t[:, :, _centre_or(y, H, "y", layer), _centre_or(x, W, "x", layer)]
+        row, col = bare.index(*t.shape[2:], x, y)
+        t = t[:, :, row, col]
         return dot_cossim(t, v.like(t).view(1, -1), cossim_pow)
 
+    fn.binders = (bare.bind,)
     return fn
 
 
@@ -208,7 +237,8 @@ def neuron_interaction(unit1: Union[str, Objective], unit2: Union[str, Objective
     a, b = as_objective(unit1), as_objective(unit2)
     fn, size = narrow(lambda acts: a(acts) + b(acts), batch)
     name = f"neuron_interaction({a.name}, {b.name})" + ("" if batch is None else f"[batch={batch}]")
-    return Objective(fn, a.layers | b.layers, name, Objective._join(Objective._join(a.batch_size, b.batch_size), size))
+    return Objective(fn, a.layers | b.layers, name, Objective._join(Objective._join(a.batch_size, b.batch_size), size),
+                     binders=a.binders + b.binders)
 
 
 def direction_cossim(layer: str, vector, cossim_pow: float = 1.0, batch=None) -> Objective:

@@ -1,0 +1,56 @@
+"""Every command line in the README's ```bash blocks runs (in order, in one fresh folder), with
+what a test cannot do substituted: ``--weights none`` for downloads, 2 steps at 64 px for renders,
+a folder of three images for ``~/imagenet/val``. A line that is not a featvis command must be one
+of the install/test commands listed here, so no line is skipped silently."""
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from featvis.cli import main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BLOCK = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
+#: not featvis commands: installing, and running this very test suite
+OTHER = ("pip install", "python3 -m pytest")
+FAST = {"render": ["--weights", "none", "--steps", "2", "--size", "64"], "topk": ["--weights", "none", "--size", "64"]}
+
+
+def command_lines():
+    lines = []
+    for block in BLOCK.findall(README.read_text()):
+        for line in block.splitlines():
+            line = line.split("  #")[0].split(" # ")[0].strip()
+            if line:
+                lines.append(line)
+    return lines
+
+
+def test_every_bash_line_is_known():
+    lines = command_lines()
+    assert sum(line.startswith("featvis ") for line in lines) >= 6
+    for line in lines:
+        assert line.startswith("featvis ") or line.startswith(OTHER), f"README command not covered: {line}"
+
+
+def test_every_featvis_line_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    ran = 0
+    for line in command_lines():
+        if not line.startswith("featvis "):
+            continue
+        argv = [str(photos) if a == "~/imagenet/val" else a for a in shlex.split(line)[1:]]
+        argv += FAST.get(argv[0], [])
+        status = main(argv)
+        assert status == 0, f"{line} -> exit {status}: {capsys.readouterr().err[-2000:]}"
+        ran += 1
+    assert ran >= 6
+    assert (tmp_path / "renders" / "manifest.json").is_file() and (tmp_path / "renders" / "mixed4a_examples.png").is_file()
