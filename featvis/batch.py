@@ -1,9 +1,8 @@
 """Batch rendering: the pieces of a render job (settings, checks, the batch objective, sheets).
 
-The job itself (many layers, shards, resume) is :mod:`featvis.job`; :func:`prepare` here is its
-one-layer form, kept for callers of ``featvis.batch``::
+The job itself (one layer or many, shards, resume) is :mod:`featvis.job`, which builds on these::
 
-    job = prepare("inceptionv1", "mixed4a", channels="0:64", out="renders", steps=512)
+    job = featvis.job.prepare_job("inceptionv1", ["mixed4a"], channels="0:64", out="renders", steps=512)
     job.run()
 
 The folder ``out`` is a :class:`featvis.folder.RenderFolder` (layout, manifest, lock)::
@@ -233,13 +232,6 @@ def _device_label(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def prepare(model: str, layer: str, channels: str = "all", out="renders", **options):
-    """A render job of one layer: :func:`featvis.job.prepare_job` with ``[layer]`` (same options,
-    same checks, nothing written until :meth:`~featvis.job.ShardJob.run`)."""
-    from .job import prepare_job
-    return prepare_job(model, [layer], channels, out, **options)
 
 
 # --- sheets ------------------------------------------------------------------------------------

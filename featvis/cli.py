@@ -181,8 +181,12 @@ def cmd_render(sub):
 
 
 def _render(args) -> int:
+    argv = sys.argv[1:] if args.argv is None else args.argv
+    if args.slurm is not None:
+        from .launch import submit_array
+        return submit_array(args, list(argv))
     from .job import render_command
-    return render_command(args, argv=sys.argv[1:] if args.argv is None else args.argv)
+    return render_command(args, argv=argv)
 
 
 # --- featvis sheet -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -29,11 +30,28 @@ def atomic_write(path: PathLike, write) -> Path:
     """Call ``write(tmp_path)`` then rename the temporary file to ``path`` (fsynced).
 
     The temporary file sits in the same folder (so the rename is atomic) and is removed if
-    ``write`` fails: a reader sees the old file or the whole new one, never a partial one. See
-    :func:`featvis.folder.atomic_write`, which this is.
+    ``write`` fails: a reader sees the old file or the whole new one, never a partial one. Its
+    name follows :func:`featvis.folder.atomic_write`'s (``.NAME.fvtmp-io-XXXX``); that one, for
+    render folders, adds their writer tags and one-line errors. (Self-contained: featvis.folder
+    imports this module, so this one must not import it back.)
     """
-    from .folder import atomic_write as durable_write
-    return durable_write(path, write, tag="io")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.fvtmp-io-", dir=path.parent)
+    os.close(fd)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes it 0600; give it the mode open() would
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
 
 
 # --------------------------------------------------------------------------------------------------

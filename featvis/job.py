@@ -479,11 +479,8 @@ def add_render_arguments(p) -> None:
 
 
 def render_command(args, argv: Optional[Sequence[str]] = None) -> int:
-    """``featvis render``: check, then render this process's shard (or submit the array with ``--slurm``)."""
+    """``featvis render``: check, then render this process's shard (``--slurm``: see :mod:`featvis.launch`)."""
     from .shard import detect, device_for
-    if args.slurm is not None:
-        from .launch import submit_array
-        return submit_array(args, list(argv or []))
     shard = detect(args.shard, count=args.shards)
     if shard.local_rank is not None and device_for(shard, args.device) != args.device:
         import torch

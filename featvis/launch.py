@@ -66,13 +66,11 @@ def shard_argv(argv: List[str], index: int, count: int) -> List[str]:
     return out + ["--shard", f"{index}/{count}"]
 
 
-def run_shard(argv: List[str]) -> int:
-    """One array task: ``featvis`` with ``argv``; a non-zero status fails the task (SLURM shows it)."""
-    from .cli import main
-    status = main(argv)
-    if status != 0:
-        raise RuntimeError(f"featvis {' '.join(argv)} exited with status {status}")
-    return status
+def task(argv: List[str]):
+    """One array task: the ``featvis`` command with ``argv``, as a process of its own (its output in
+    the task's log; a non-zero status fails the task, which SLURM and submitit show)."""
+    from submitit.helpers import CommandFunction
+    return CommandFunction([sys.executable, "-m", "featvis", *argv], verbose=True)
 
 
 def submit_array(args, argv: List[str]) -> int:
@@ -104,7 +102,8 @@ def submit_array(args, argv: List[str]) -> int:
     params = {KEYS[k]: v for k, v in opts.items() if k in KEYS}
     executor.update_parameters(name="featvis", nodes=1, tasks_per_node=1, **params)
     argvs = [shard_argv(argv, i, n) for i in range(n)]
-    jobs = executor.map_array(run_shard, argvs)
+    with executor.batch():
+        jobs = [executor.submit(task(a)) for a in argvs]
     print(f"submitted {n} shards as {jobs[0].job_id.split('_')[0]} ({executor.cluster}); logs: {logs}/", file=sys.stderr)
     if not wait:
         print(f"when they are done: featvis merge {args.out}")
