@@ -132,7 +132,8 @@ def test_render_redirects_for_the_models_first_steps_only(model):
     finally:
         h.remove()
         del model.redirect_steps  # back to the class default
-    assert flags == [True, True, False, False, False]  # 4 steps, then the final no-grad evaluation
+    # the no-grad pass that finds the bare image's maps (where @x,y point), 4 steps, the final evaluation
+    assert flags == [False, True, True, False, False, False]
     assert not any(m.redirect for m in model.modules() if isinstance(m, ReLU))
     assert result.images.shape == (1, 3, 32, 32) and torch.isfinite(result.values).all()
 

@@ -69,7 +69,7 @@ def test_forward_stops_after_the_last_layer_read():
     render_tiny(model, channel("4", 0), steps=3)
     assert net[5].calls == 0  # runs after layer "4": never called
     render_tiny(model, channel("5", 0), steps=3)
-    assert net[5].calls == 3 + 1  # each step, and the final evaluation
+    assert net[5].calls == 1 + 3 + 1  # the pass that binds the bare maps, each step, and the final evaluation
 
 
 def test_weights_get_no_gradient_and_their_flags_come_back():
