@@ -436,6 +436,16 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
                     job, run_record, info, recorded, force)
 
 
+def prepare(model: str, layer: str, channels: str = "all", out="renders", **options) -> ShardJob:
+    """A render job of one layer: :func:`prepare_job` with ``[layer]`` (same options, same checks,
+    nothing written until :meth:`ShardJob.run`)::
+
+        job = prepare("toy", "conv2", channels="0:8", out="renders", steps=64)
+        job.run()
+    """
+    return prepare_job(model, [layer], channels, out, **options)
+
+
 # --- the command line: featvis render (many layers, shards) and featvis merge ----------------------
 
 RENDER_EPILOG = """

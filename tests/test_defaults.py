@@ -4,7 +4,7 @@ import json
 import pytest
 
 from . import cli_plugin  # noqa: F401  (registers "tiny")
-from featvis.batch import prepare
+from featvis.job import prepare
 from featvis.cli import main
 from featvis.param.cppn import CPPN_LR
 

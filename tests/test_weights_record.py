@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import featvis
-from featvis.batch import open_model, prepare
+from featvis.batch import open_model
+from featvis.job import prepare
 from featvis.errors import UsageError
 from featvis.models import weights as W
 
