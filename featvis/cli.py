@@ -246,8 +246,15 @@ def cmd_selfcheck(sub):
     selfcheck.add_arguments(p)
 
 
+def cmd_circuit(sub):
+    from . import circuit_figure
+    p = _add(sub, "circuit", circuit_figure.run,
+             "a unit, its strongest inputs from an earlier layer and the expanded weights between (figure, record)")
+    circuit_figure.add_arguments(p)
+
+
 #: The subcommands, in the order ``featvis --help`` lists them.
-COMMANDS: List[Callable] = [cmd_models, cmd_layers, cmd_render, cmd_sheet, cmd_topk, cmd_figure, cmd_selfcheck]
+COMMANDS: List[Callable] = [cmd_models, cmd_layers, cmd_render, cmd_sheet, cmd_topk, cmd_figure, cmd_circuit, cmd_selfcheck]
 
 
 def parser() -> argparse.ArgumentParser:
