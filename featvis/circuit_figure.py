@@ -36,6 +36,8 @@ if TYPE_CHECKING:  # torch and PIL are imported where they are used: `featvis --
 
 #: The colours of the heatmaps (RGB): excitation, zero, inhibition.
 RED, WHITE, BLUE = (0.84, 0.15, 0.16), (1.0, 1.0, 1.0), (0.13, 0.40, 0.67)
+#: Smallest block (px) one weight gets in a figure's heatmap.
+HEATMAP_MIN_PX = 3
 #: Smallest side (px) of a heatmap PNG written by ``--record`` (weights are drawn as square blocks).
 RECORD_PX = 64
 
@@ -144,9 +146,10 @@ def circuit_figure(model, unit, src: str, k: int = 8, size: int = 128, steps: in
     vis = _visualizations(model, units, size, steps, seed, device, progress,
                           Path(from_dir) if from_dir is not None else None)
     scale = max(inp.weights.abs().max().item() for inp in inputs)
-    # Cells a whole number of weights wide, so each heatmap fills its cell with square blocks.
+    # Cells a whole number of weights wide, so each heatmap fills its cell with square blocks, and
+    # at least 3 px a weight, so that a large window (the hand-coded curves see 50 x 50 lines) reads.
     K = max(max(inp.weights.shape) for inp in inputs)
-    cell = int(figure_kwargs.pop("cell", math.ceil(max(size, 96) / K) * K))
+    cell = int(figure_kwargs.pop("cell", max(math.ceil(max(size, 96) / K), HEATMAP_MIN_PX) * K))
     rows = [vis, [colour_bar(scale, cell)] + [heatmap(inp.weights, scale, cell) for inp in inputs]]
     col_titles = [f"{layer}:{n}"] + [f"{src}:{inp.channel}" for inp in inputs]
     captions = [["unit"] + [inp.sign for inp in inputs],
@@ -230,8 +233,8 @@ def _check(args) -> None:
         raise UsageError(f"--top {args.top}: show at least one input")
     if args.size < 8:
         raise UsageError(f"--size {args.size}: give at least 8 pixels")
-    if args.steps < 0:
-        raise UsageError(f"--steps {args.steps}: must be 0 or more")
+    if args.steps < 1:
+        raise UsageError(f"--steps {args.steps}: must be at least 1")
     if args.from_dir is not None and not Path(args.from_dir).is_dir():
         raise UsageError(f"--from-dir {args.from_dir}: no such folder; give a folder written by featvis render")
     if args.record is not None and Path(args.record).exists() and not Path(args.record).is_dir():

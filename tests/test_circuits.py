@@ -217,6 +217,8 @@ def test_bad_layers_and_channels_are_usage_errors(handcoded):
     (["handcoded", "edges:0", "--from", "curves", "--out", "x.png"], "comes before"),
     (["nosuchmodel", "a:1", "--from", "b", "--out", "x.png"], "unknown model 'nosuchmodel'"),
     (["handcoded", "curves:2", "--out", "x.png"], "--from"),
+    (["handcoded", "curves:2", "--from", "edges", "--out", "x.png", "--steps", "0"], "--steps 0"),
+    (["handcoded", "curves:2", "--from", "edges", "--out", "x.png", "--from-dir", "nowhere"], "--from-dir nowhere"),
 ])
 def test_cli_usage_errors(argv, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
