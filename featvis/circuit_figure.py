@@ -208,7 +208,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--top", type=int, default=8, metavar="K", help="how many inputs to show (default: 8)")
     parser.add_argument("--out", metavar="FILE", help="the figure, FILE.png or FILE.pdf")
     parser.add_argument("--record", metavar="DIR",
-                        help="also write DIR/<layer>/circuits/<channel>.json and its heatmaps (for the site)")
+                        help="write DIR/<layer>/circuits/<channel>.json and its heatmaps (for the site; renders nothing)")
     parser.add_argument("--from-dir", metavar="DIR",
                         help="a render folder holding the visualizations as <layer>/<channel>.png; missing ones are rendered")
     parser.add_argument("--weights", default="default", metavar="default|none|PATH",
