@@ -278,20 +278,24 @@ def cmd_selfcheck(sub):
 
 
 def cmd_merge(sub):
-    from . import job
-    p = _add(sub, "merge", job.merge_command, "merge the shards' records of a render folder; list missing units")
-    job.add_merge_arguments(p)
+    p = _add(sub, "merge", _lazy("job", "merge_command"), "merge the shards' records of a render folder; list missing units")
+    p.fill = _lazy("job", "add_merge_arguments")
 
 
 def cmd_plan(sub):
-    from . import plan
-    p = _add(sub, "plan", plan.run, "units, batches, estimated GPU/CPU-hours and shards for a whole-model job")
-    plan.add_arguments(p)
+    p = _add(sub, "plan", _lazy("plan", "run"), "units, batches, estimated GPU/CPU-hours and shards for a whole-model job")
+    p.fill = _lazy("plan", "add_arguments")
+
+
+def cmd_circuit(sub):
+    p = _add(sub, "circuit", _lazy("circuit_figure", "run"),
+             "a unit, its strongest inputs from an earlier layer and the expanded weights between (figure, record)")
+    p.fill = _lazy("circuit_figure", "add_arguments")
 
 
 #: The subcommands, in the order ``featvis --help`` lists them.
-COMMANDS: List[Callable] = [cmd_models, cmd_layers, cmd_render, cmd_sheet, cmd_topk, cmd_figure, cmd_selfcheck,
-                            cmd_merge, cmd_plan]
+COMMANDS: List[Callable] = [cmd_models, cmd_layers, cmd_render, cmd_sheet, cmd_topk, cmd_figure, cmd_circuit,
+                            cmd_selfcheck, cmd_merge, cmd_plan]
 
 
 def parser() -> argparse.ArgumentParser:

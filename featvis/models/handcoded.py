@@ -49,6 +49,9 @@ Layers (module paths; the input is an RGB image in [0, 1], centred to [-1, 1] by
     No bias anywhere: a threshold would leave the units silent (and without gradient) on the
     near-gray image an optimization starts from.
 
+``model.wiring["curves"][channel]`` is the wiring table the curve weights are drawn from (see
+:func:`curve_wiring`): which pooled line channel excites or inhibits the curve, where, and how much.
+
 ``model.preferred[layer][channel]`` holds each unit's preferred stimulus as a dict: ``kind``
 ("line" or "curve"), ``orientation``, ``colour`` ("light": a light line between dark flanks;
 "red/green": a red line between green flanks, blue ignored, so a rendering is free to show it
@@ -129,20 +132,30 @@ def _orientation_channels(angle: float):
     return [(lo % N_ORIENT, 1 - frac), ((lo + 1) % N_ORIENT, frac)]
 
 
-def curve_kernel(bend: float, in_channels: int, size: int = CURVE_KERNEL, radius: float = CURVE_RADIUS,
+def curve_wiring(bend: float, size: int = CURVE_KERNEL, radius: float = CURVE_RADIUS,
                  half_angle: float = ARC_HALF_ANGLE, inhibition: float = INHIBITION,
-                 straight: float = STRAIGHT_INHIBITION, end: float = END_INHIBITION, samples: int = 64) -> torch.Tensor:
-    """(in_channels, size, size) weights over the line channels for a curve bending towards ``bend``.
+                 straight: float = STRAIGHT_INHIBITION, end: float = END_INHIBITION, samples: int = 64) -> List[dict]:
+    """The wiring of a curve bending towards ``bend``: the strokes :func:`curve_kernel` draws.
 
-    The arc is centred in the kernel (its apex is half the sagitta away from the centre); each
-    sample point excites the line orientation tangent to it and inhibits the orthogonal one
-    (``inhibition`` times as much). Excitation sums to 1. The tangent at the apex, extended beyond
-    where the arc has left it (from STRAIGHT_FROM * radius on), inhibits the apex orientation with a
-    total weight ``straight``: a straight line matches the middle of the arc, and pays for it there.
-    The circle continued past each end of the arc (END_GAP to END_GAP + END_SPAN degrees beyond
-    it) inhibits its own tangent orientation with a total weight ``end`` (end-stopping).
+    Each stroke is a dict: ``x``, ``y`` (pooled px from the kernel centre, screen convention: x
+    right, y up), ``orientation`` (the line orientation read there, degrees in [0, 180)),
+    ``channels`` (the two nearest line channels and their linear shares, ``[[channel, share],
+    ...]``), ``weight`` (signed total) and ``role``: ``"tangent"`` (arc points exciting the
+    orientation tangent to the arc; they sum to 1), ``"orthogonal"`` (the same points inhibiting
+    the orthogonal orientation, ``inhibition`` times as much), ``"end"`` (end-stopping: the circle
+    continued past the arc's ends inhibits its tangent orientation, ``end`` in total) and
+    ``"straight"`` (the apex tangent continued straight, from STRAIGHT_FROM * radius on, inhibits
+    the apex orientation, ``straight`` in total). The arc is centred in the kernel: its apex is
+    half the sagitta away from the centre.
     """
-    k = torch.zeros(in_channels, size, size, dtype=torch.float64)
+    strokes: List[dict] = []
+
+    def add(x, y, orientation, weight, role):
+        orientation = orientation % 180.0
+        strokes.append({"x": x, "y": y, "orientation": orientation,
+                        "channels": [list(cw) for cw in _orientation_channels(orientation)],
+                        "weight": weight, "role": role})
+
     b = math.radians(bend)
     sagitta = radius * (1 - math.cos(math.radians(half_angle)))
     # Centre of curvature, relative to the kernel centre: the apex sits sagitta/2 towards -bend.
@@ -152,8 +165,8 @@ def curve_kernel(bend: float, in_channels: int, size: int = CURVE_KERNEL, radius
         phi = b + math.radians(a)  # from the point on the arc towards the centre is +phi
         px, py = cx - radius * math.cos(phi), cy - radius * math.sin(phi)
         tangent = math.degrees(phi) + 90.0
-        _splat(k, _orientation_channels(tangent), px, py, 1.0 / samples)
-        _splat(k, _orientation_channels(tangent + 90.0), px, py, -inhibition / samples)
+        add(px, py, tangent, 1.0 / samples, "tangent")
+        add(px, py, tangent + 90.0, -inhibition / samples, "orthogonal")
     # End-stopping: the same circle continued beyond the arc's ends inhibits (an arc turned about
     # its centre of curvature would otherwise still match most of the template).
     lo, hi = half_angle + END_GAP, half_angle + END_GAP + END_SPAN
@@ -161,13 +174,36 @@ def curve_kernel(bend: float, in_channels: int, size: int = CURVE_KERNEL, radius
     for a in ends:
         phi = b + math.radians(a)
         px, py = cx - radius * math.cos(phi), cy - radius * math.sin(phi)
-        _splat(k, _orientation_channels(math.degrees(phi) + 90.0), px, py, -end / len(ends))
+        add(px, py, math.degrees(phi) + 90.0, -end / len(ends), "end")
     apex_x, apex_y = cx - radius * math.cos(b), cy - radius * math.sin(b)
     tx, ty = -math.sin(b), math.cos(b)  # along the tangent at the apex
     ds = [d for d in torch.linspace(-size / 2, size / 2, 2 * samples).tolist() if abs(d) >= STRAIGHT_FROM * radius]
     for d in ds:
-        _splat(k, _orientation_channels(math.degrees(b) + 90.0), apex_x + d * tx, apex_y + d * ty, -straight / len(ds))
+        add(apex_x + d * tx, apex_y + d * ty, math.degrees(b) + 90.0, -straight / len(ds), "straight")
+    return strokes
+
+
+def strokes_kernel(strokes: List[dict], in_channels: int, size: int = CURVE_KERNEL) -> torch.Tensor:
+    """(in_channels, size, size) weights drawn from a wiring table's strokes (see :func:`curve_wiring`):
+    each stroke's weight splatted bilinearly over pixels and over its two channels."""
+    k = torch.zeros(in_channels, size, size, dtype=torch.float64)
+    for s in strokes:
+        _splat(k, s["channels"], s["x"], s["y"], s["weight"])
     return k.float()
+
+
+def curve_kernel(bend: float, in_channels: int, size: int = CURVE_KERNEL, **wiring) -> torch.Tensor:
+    """(in_channels, size, size) weights over the line channels for a curve bending towards ``bend``.
+
+    The kernel drawn from :func:`curve_wiring` (keyword arguments go there): each arc point excites
+    the line orientation tangent to it (excitation sums to 1) and inhibits the orthogonal one
+    (``inhibition`` times as much). The tangent at the apex, extended beyond where the arc has left
+    it (from STRAIGHT_FROM * radius on), inhibits the apex orientation with a total weight
+    ``straight``: a straight line matches the middle of the arc, and pays for it there. The circle
+    continued past each end of the arc (END_GAP to END_GAP + END_SPAN degrees beyond it) inhibits
+    its own tangent orientation with a total weight ``end`` (end-stopping).
+    """
+    return strokes_kernel(curve_wiring(bend, size=size, **wiring), in_channels, size)
 
 
 class Edges(nn.Module):
@@ -218,6 +254,10 @@ class HandcodedNet(nn.Module):
         self.pool = nn.MaxPool2d(POOL)
         self.curves = Curves()
         self.preferred: Dict[str, List[dict]] = {"edges": [], "curves": []}
+        #: The wiring table the curve weights are drawn from (see :func:`curve_wiring`); one entry per
+        #: curve channel: ``bend``, ``strokes`` (over the pooled line channels ``pool``, 0-7) and
+        #: ``opponent`` (the curve subtracted, averaged over ``window`` x ``window``, times ``weight``).
+        self.wiring: Dict[str, List[dict]] = {"curves": []}
         self._construct()
 
     @torch.no_grad()
@@ -235,7 +275,11 @@ class HandcodedNet(nn.Module):
         conv = self.curves.arcs
         for c in range(N_ORIENT):
             bend = c * 360.0 / N_ORIENT
-            conv.weight[c] = curve_kernel(bend, conv.in_channels)
+            wiring = {"bend": bend, "strokes": curve_wiring(bend),
+                      "opponent": {"channel": (c + N_ORIENT // 2) % N_ORIENT, "weight": -OPPONENT,
+                                   "window": OPPONENT_WINDOW}}
+            self.wiring["curves"].append(wiring)
+            conv.weight[c] = strokes_kernel(wiring["strokes"], conv.in_channels)
             self.preferred["curves"].append({
                 "kind": "curve", "orientation": (bend + 90.0) % 180.0, "bend": bend,
                 "radius": CURVE_RADIUS * POOL, "colour": "light"})
@@ -262,6 +306,7 @@ def build(weights="default") -> FeatvisModel:
     net = HandcodedNet()
     model = wrap(net, normalize=((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), name="handcoded")
     model.preferred = net.preferred
+    model.wiring = net.wiring
     return model
 
 

@@ -1,0 +1,270 @@
+"""``featvis circuit MODEL LAYER:CHANNEL --from SRC``: a unit, its strongest inputs, and the weights between.
+
+The figure of the Circuits thread (Olah et al., "Zoom In"; Cammarata et al., "Curve Circuits"):
+the downstream unit's visualization, then its ``--top`` upstream units (largest expanded-weight
+norm, see :mod:`featvis.circuits`), each with its visualization above its weight heatmap. Every
+heatmap uses one symmetric colour scale, ``[-max |w|, +max |w|]`` over the units shown: red
+excites, blue inhibits, white is zero; each is labelled with its sign and norm. The
+visualizations are rendered in one batch, or read from a render folder (``--from-dir``) that
+already holds them as ``<layer>/<channel>.png``.
+
+``--record DIR`` writes the circuit into a render folder for the site generator::
+
+    DIR/<layer>/circuits/<channel>.json
+        {"unit": "mixed3b:342", "from": "mixed3a",
+         "inputs": [{"channel": 12, "norm": 0.53, "sign": "excitatory",
+                     "heatmap": "mixed3b/circuits/342_from_mixed3a_12.png"}, ...]}
+    DIR/<layer>/circuits/<channel>_from_<src>_<c>.png      each input's heatmap (same colour scale)
+
+Paths in the JSON are relative to DIR; every file is written atomically.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+
+from .errors import NotFound, UsageError
+
+if TYPE_CHECKING:  # torch and PIL are imported where they are used: `featvis --help` stays fast
+    import torch
+    from PIL import Image
+
+    from .circuits import Input
+
+#: The colours of the heatmaps (RGB): excitation, zero, inhibition.
+RED, WHITE, BLUE = (0.84, 0.15, 0.16), (1.0, 1.0, 1.0), (0.13, 0.40, 0.67)
+#: Smallest block (px) one weight gets in a figure's heatmap.
+HEATMAP_MIN_PX = 3
+#: Smallest side (px) of a heatmap PNG written by ``--record`` (weights are drawn as square blocks).
+RECORD_PX = 64
+
+
+def heatmap(weights: "torch.Tensor", scale: float, px: Optional[int] = None) -> "Image.Image":
+    """A (kh, kw) weight map as an RGB image: ``+scale`` red, 0 white, ``-scale`` blue, linear
+    in between. With ``px`` the image is ``px`` x ``px``: each weight a square block of a whole
+    number of pixels, centred on white (or the map averaged down when it has more than ``px``
+    weights a side); else 1 px per weight."""
+    import torch
+    from PIL import Image
+
+    w = weights.detach().double().cpu()
+    if w.dim() != 2:
+        raise ValueError(f"heatmap() needs a (kh, kw) map, got shape {tuple(w.shape)}")
+    t = (w / scale).clamp(-1, 1) if scale > 0 else torch.zeros_like(w)  # (kh, kw) in [-1, 1]
+    white = torch.tensor(WHITE, dtype=torch.float64)
+    pos, neg = torch.tensor(RED, dtype=torch.float64), torch.tensor(BLUE, dtype=torch.float64)
+    a = t.abs()[..., None]
+    rgb = torch.where(t[..., None] >= 0, white + a * (pos - white), white + a * (neg - white))  # (kh, kw, 3)
+    im = Image.fromarray((rgb * 255).round().to(torch.uint8).numpy(), "RGB")
+    if not px:
+        return im
+    f = px // max(im.size)
+    if f >= 1:  # whole-pixel blocks, so that no resampling blurs one weight into the next
+        im = im.resize((im.width * f, im.height * f), Image.NEAREST)
+    else:
+        s = px / max(im.size)
+        im = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.BOX)
+    cell = Image.new("RGB", (px, px), (255, 255, 255))
+    cell.paste(im, ((px - im.width) // 2, (px - im.height) // 2))
+    return cell
+
+
+def colour_bar(scale: float, px: int) -> "Image.Image":
+    """A ``px`` x ``px`` legend: the blue-white-red bar from ``-scale`` to ``+scale``, labelled."""
+    import torch
+    from PIL import Image, ImageDraw
+
+    from .io import load_font
+
+    im = Image.new("RGB", (px, px), (255, 255, 255))
+    ramp = torch.linspace(-scale, scale, max(2, px - 8))[None]  # (1, n)
+    bar = heatmap(ramp, scale).resize((max(2, px - 8), max(4, px // 6)), Image.NEAREST)
+    top = px // 2 - bar.height
+    im.paste(bar, (4, top))
+    draw = ImageDraw.Draw(im)
+    font = load_font(max(8, px // 10))
+    for text, x, anchor in ((f"-{scale:.2g}", 4, "la"), ("0", px // 2, "ma"), (f"+{scale:.2g}", px - 4, "ra")):
+        draw.text((x, top + bar.height + 3), text, fill=(0, 0, 0), font=font, anchor=anchor)
+    return im
+
+
+def _label(inp: "Input") -> str:
+    return f"{'+' if inp.sign == 'excitatory' else '-'}{inp.norm:.3g}"
+
+
+def _visualizations(model, units: Sequence[Tuple[str, int]], size: int, steps: int, seed: int, device,
+                    progress: bool, from_dir: Optional[Path]) -> List:
+    """One image per unit: read from ``from_dir/<layer>/<channel>.png`` where it is there, the
+    others rendered together in one batch (image i maximizes unit i)."""
+    from .objectives import channel
+    from .param import fourier
+    from .render import render
+
+    images: Dict[int, object] = {}
+    if from_dir is not None:
+        for i, (layer, c) in enumerate(units):
+            path = from_dir / layer / f"{c}.png"
+            if path.is_file():
+                images[i] = path
+    todo = [i for i in range(len(units)) if i not in images]
+    if todo and from_dir is not None:
+        names = ", ".join(f"{units[i][0]}:{units[i][1]}" for i in todo)
+        print(f"featvis circuit: {from_dir} has no visualization of {names}; rendering them", file=sys.stderr)
+    if todo:
+        objective = sum(channel(units[i][0], units[i][1], batch=j) for j, i in enumerate(todo))
+        result = render(model, objective, param=fourier(size, batch=len(todo)), steps=steps, seed=seed,
+                        device=device, progress=progress)
+        for j, i in enumerate(todo):
+            images[i] = result.images[j]
+    return [images[i] for i in range(len(units))]
+
+
+def circuit_figure(model, unit, src: str, k: int = 8, size: int = 128, steps: int = 512, seed: int = 0,
+                   device=None, progress: bool = True, from_dir=None, inputs: Optional[List["Input"]] = None,
+                   out=None, **figure_kwargs):
+    """The circuit figure of ``unit`` (``"mixed3b:342"``) from layer ``src``; returns (image, inputs).
+
+    Top row: the unit's visualization, then its ``k`` strongest inputs' (see
+    :func:`featvis.circuits.top_inputs`, or pass ``inputs``). Bottom row: the colour scale, then
+    each input's expanded-weight heatmap, all on one symmetric scale, captioned with the sign and
+    norm. ``from_dir``: a render folder to take visualizations from (the rest are rendered in one
+    batch). Other keyword arguments go to :func:`featvis.io.figure` (``dpi``, ``size_in``...);
+    ``out`` writes ``.png`` or ``.pdf``.
+    """
+    from .circuits import parse_unit, top_inputs
+    from .io import figure
+
+    layer, n = parse_unit(unit)
+    if inputs is None:
+        inputs = top_inputs(model, (layer, n), src, k=k, device=device)
+    if not inputs:
+        raise UsageError(f"{layer}:{n} has no input from {src!r} (every expanded weight is zero)")
+    units = [(layer, n)] + [(src, inp.channel) for inp in inputs]
+    vis = _visualizations(model, units, size, steps, seed, device, progress,
+                          Path(from_dir) if from_dir is not None else None)
+    scale = max(inp.weights.abs().max().item() for inp in inputs)
+    # Cells a whole number of weights wide, so each heatmap fills its cell with square blocks, and
+    # at least 3 px a weight, so that a large window (the hand-coded curves see 50 x 50 lines) reads.
+    K = max(max(inp.weights.shape) for inp in inputs)
+    cell = int(figure_kwargs.pop("cell", max(math.ceil(max(size, 96) / K), HEATMAP_MIN_PX) * K))
+    rows = [vis, [colour_bar(scale, cell)] + [heatmap(inp.weights, scale, cell) for inp in inputs]]
+    col_titles = [f"{layer}:{n}"] + [f"{src}:{inp.channel}" for inp in inputs]
+    captions = [["unit"] + [inp.sign for inp in inputs],
+                ["max |w|"] + [f"norm {_label(inp)}" for inp in inputs]]
+    image = figure(rows, row_titles=["visualization", "expanded\nweights"], col_titles=col_titles,
+                   captions=captions, cell=cell, out=out, **figure_kwargs)
+    return image, inputs
+
+
+def heatmap_path(layer: str, n: int, src: str, c: int) -> str:
+    """Where ``--record`` puts an input's heatmap, relative to the render folder."""
+    return f"{layer}/circuits/{n}_from_{src}_{c}.png"
+
+
+def record_circuit(folder, unit, src: str, inputs: List["Input"]) -> Path:
+    """Write ``folder/<layer>/circuits/<channel>.json`` and its heatmaps (see the module doc);
+    returns the JSON's path. The heatmaps share one colour scale (max |w| over ``inputs``)."""
+    from .circuits import parse_unit
+    from .io import atomic_write, save_image
+
+    folder = Path(folder)
+    layer, n = parse_unit(unit)
+    scale = max((inp.weights.abs().max().item() for inp in inputs), default=0.0)
+    entries = []
+    for inp in inputs:
+        rel = heatmap_path(layer, n, src, inp.channel)
+        kh, kw = inp.weights.shape
+        px = max(kh, kw) * max(1, math.ceil(RECORD_PX / max(kh, kw)))
+        save_image(heatmap(inp.weights, scale, px), folder / rel)
+        entries.append({"channel": inp.channel, "norm": inp.norm, "sign": inp.sign, "heatmap": rel})
+    record = {"unit": f"{layer}:{n}", "from": src, "inputs": entries}
+    text = json.dumps(record, indent=2) + "\n"
+    return atomic_write(folder / layer / "circuits" / f"{n}.json", lambda tmp: Path(tmp).write_text(text))
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+EPILOG = """\
+The weights are expanded weights (featvis.circuits): the linear map from --from to the unit through
+every branch between, with ReLUs as identities and max-pools as average-pools (--keep-nonlinear:
+as they are, at src = 0). Red excites, blue inhibits, white is zero, on one scale for the figure.
+
+examples:
+  featvis circuit inceptionv1 mixed3b:342 --from mixed3a --top 8 --out circuit.pdf
+  featvis circuit handcoded curves:2 --from edges --out curve.png --record renders
+"""
+
+
+def add_arguments(parser) -> None:
+    """Arguments of ``featvis circuit`` (an ``argparse`` (sub)parser)."""
+    parser.epilog = EPILOG
+    parser.add_argument("model", help="a model name (see: featvis models)")
+    parser.add_argument("unit", help="the downstream unit, LAYER:CHANNEL (e.g. mixed3b:342)")
+    parser.add_argument("--from", dest="src", required=True, metavar="LAYER",
+                        help="the upstream layer whose units are the inputs (e.g. mixed3a)")
+    parser.add_argument("--top", type=int, default=8, metavar="K", help="how many inputs to show (default: 8)")
+    parser.add_argument("--out", metavar="FILE", help="the figure, FILE.png or FILE.pdf")
+    parser.add_argument("--record", metavar="DIR",
+                        help="write DIR/<layer>/circuits/<channel>.json and its heatmaps (for the site; renders nothing)")
+    parser.add_argument("--from-dir", metavar="DIR",
+                        help="a render folder holding the visualizations as <layer>/<channel>.png; missing ones are rendered")
+    parser.add_argument("--weights", default="default", metavar="default|none|PATH",
+                        help="pretrained weights (default), random init from --seed (none), or a state dict file")
+    parser.add_argument("--size", type=int, default=128, help="visualization size in pixels (default: 128)")
+    parser.add_argument("--steps", type=int, default=512, help="optimization steps (default: 512)")
+    parser.add_argument("--seed", type=int, default=0, help="render seed (default: 0)")
+    parser.add_argument("--keep-nonlinear", action="store_true",
+                        help="keep ReLUs and max-pools instead of their linear stand-ins")
+    parser.add_argument("--dpi", type=float, default=150, help="resolution stored in the figure (default: 150)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: auto (CUDA when present)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _check(args) -> None:
+    """Every usage error before any work, each naming the input and the fix."""
+    if args.out is None and args.record is None:
+        raise UsageError("nothing to write: give --out FILE.png|FILE.pdf for the figure, --record DIR, or both")
+    if args.out is not None and Path(args.out).suffix.lower() not in (".png", ".pdf"):
+        raise UsageError(f"--out {args.out}: the figure is written as .png or .pdf; end the name with one of them")
+    if args.top < 1:
+        raise UsageError(f"--top {args.top}: show at least one input")
+    if args.size < 8:
+        raise UsageError(f"--size {args.size}: give at least 8 pixels")
+    if args.steps < 1:
+        raise UsageError(f"--steps {args.steps}: must be at least 1")
+    if args.from_dir is not None and not Path(args.from_dir).is_dir():
+        raise UsageError(f"--from-dir {args.from_dir}: no such folder; give a folder written by featvis render")
+    if args.record is not None and Path(args.record).exists() and not Path(args.record).is_dir():
+        raise UsageError(f"--record {args.record}: exists and is not a folder; give a render folder")
+    from .circuits import parse_unit
+    parse_unit(args.unit)
+
+
+def run(args) -> int:
+    """Run ``featvis circuit`` from parsed arguments; 0 on success (usage errors raise UsageError)."""
+    from .batch import open_model
+    from .circuits import top_inputs
+    from .models import pick_device
+
+    _check(args)
+    device = pick_device(None if args.device == "auto" else args.device)
+    model = open_model(args.model, args.weights, device, seed=args.seed)
+    linearize = not args.keep_nonlinear
+    try:
+        inputs = top_inputs(model, args.unit, args.src, k=args.top, device=device, linearize=linearize)
+    except NotFound as e:
+        raise UsageError(str(e)) from None
+    if not inputs:
+        raise UsageError(f"{args.unit} has no input from {args.src!r} (every expanded weight is zero); "
+                         "try another --from layer")
+    if args.record is not None:
+        print(record_circuit(args.record, args.unit, args.src, inputs))
+    if args.out is not None:
+        image, _ = circuit_figure(model, args.unit, args.src, size=args.size, steps=args.steps, seed=args.seed,
+                                  device=device, progress=not args.quiet, from_dir=args.from_dir, inputs=inputs,
+                                  out=args.out, dpi=args.dpi)
+        print(f"wrote {args.out} ({image.width}x{image.height} px)")
+    return 0
