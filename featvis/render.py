@@ -9,7 +9,7 @@ from typing import Dict, Iterable, List, Optional, Union
 import torch
 from tqdm.auto import tqdm
 
-from .accel import check_precision, model_runner
+from .accel import check_precision, deterministic_mode, model_runner, placed
 from .hooks import INPUT, capture
 from .io import save_image, to_pil
 from .models import as_model, pick_device
@@ -17,8 +17,10 @@ from .models.redirect import relu_redirection
 from .objectives import as_objective
 from .param import fit_images, fourier, image_tensor
 from .rng import RandomSource, image_seeds
-from .transforms import compose, standard
+from .step import WARMUP, Stepper, upload
+from .transforms import compose, run_transforms, standard, why_not_capturable
 from .transforms.alpha import GRAY, collapse_alpha, composite
+from .transforms.geometric import sampling
 
 #: Loss values are read back (a host-device sync on CUDA) only this often.
 CHECK_EVERY = 16
@@ -67,7 +69,11 @@ def frozen(model: torch.nn.Module):
         model.train(was_training)
 
 
-def _optimizer(optimizer, params, lr):
+def _optimizer(optimizer, params, lr, device, capture: bool):
+    if optimizer is None and device.type == "cuda":
+        # One fused kernel for the whole update instead of a few per tensor; capturable (its step
+        # count on the GPU) when the step is replayed from a CUDA graph.
+        return torch.optim.Adam(params, lr=lr, fused=True, capturable=capture)
     if optimizer is None:
         return torch.optim.Adam(params, lr=lr)
     if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
@@ -115,7 +121,8 @@ def _prepare_param(param, objective, init, seed, device):
 def render(model, objective, param=None, transforms=None, steps: int = 512, lr: Optional[float] = None,
            optimizer=None, seed=None, device=None, progress: bool = True,
            snapshots: Iterable[int] = (), precision: str = "fp32", init=None,
-           compile: Union[bool, str] = False) -> Result:
+           compile: Union[bool, str] = False, deterministic: Union[bool, str] = True,
+           graph: Union[bool, str] = False) -> Result:
     """Optimize images so that ``objective`` is as large as possible; returns a :class:`Result`.
 
     ``objective``: an :class:`~featvis.objectives.Objective` or ``"layer:channel"`` /
@@ -132,43 +139,57 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     the plain model with a warning if compilation fails (see :mod:`featvis.accel`): on 2 CPU cores
     InceptionV1 steps take 0.55-0.7x the time, after about a minute of compiling per layer and
     batch size (kept for later renders in the process), so it pays off over whole layers.
+    ``deterministic`` (default True): deterministic kernels only, so that the same seed on the
+    same device gives the same bytes (on CUDA also cuDNN's fixed algorithms and a gather-based
+    warp; an op without a deterministic kernel raises, naming it; ``"warn"`` warns instead).
+    ``graph``: ``True`` captures the whole step in a CUDA graph after a few eager steps and replays
+    it (one launch per step; off CUDA the same static-buffer step runs eagerly), ``"auto"`` does
+    so on CUDA where the transforms allow; a failed capture warns and runs eagerly (:mod:`featvis.step`).
 
     >>> result = featvis.render(model, "mixed4a:476", steps=256, seed=0)
     >>> result.save("mixed4a_476.png")
     """
     objective, device = as_objective(objective), pick_device(device)
     check_precision(precision)
-    model = as_model(model).to(device)
+    model = as_model(model)
     param, rng = _prepare_param(param, objective, init, seed, device)
     transforms = standard() if transforms is None else (compose(transforms) if isinstance(transforms, (list, tuple)) else transforms)
     lr = lr if lr is not None else (getattr(param, "default_lr", None) or DEFAULT_LR)
-    opt = _optimizer(optimizer, param.parameters(), lr)
+    mode, why_not = _step_mode(graph, device, transforms)
+    opt = _optimizer(optimizer, param.parameters(), lr, device, mode == "graph")
     over_background = collapse_alpha()
     wanted, snaps, flags = set(snapshots), {}, []
 
-    def score(run, image, transform):
+    def score(run, image, transform, feed=upload):
         seen = image
         if image.shape[1] == 4:  # RGBA: the model sees RGB over a background
-            seen = over_background(image, rng) if transform else composite(image, GRAY)
-        acts = run(transform(seen, rng)) if transform else run.plain(seen)
+            seen = over_background.run(image, rng, feed) if transform else composite(image, GRAY)
+        capturing = getattr(feed, "capturing", False)
+        acts = run(run_transforms(transform, seen, rng, feed, capturing)) if transform else run.plain(seen)
         return objective({**acts, INPUT: image})  # (B,)
 
-    with frozen(model), relu_redirection(model) as redirect, \
-            model_runner(model, objective.layers, device, precision, compile) as run, \
+    def step(feed):  # param -> transforms -> model -> objective -> backward -> Adam
+        image = param()
+        values = score(run, image, transforms, feed)
+        opt.zero_grad(set_to_none=True)
+        (-values.sum()).backward()
+        opt.step()
+        return image, values
+
+    with placed(model, device), frozen(model), deterministic_mode(device, deterministic), \
+            sampling(_sampler(device, deterministic, mode)), relu_redirection(model) as redirect, \
+            model_runner(model, objective.layers, device, precision, compile, autotune=not deterministic) as run, \
             tqdm(total=steps, disable=not progress, desc=objective.name[:40], leave=False) as bar:
-        for step in range(steps):
-            redirect(step)  # Lucid's redirected ReLU for the model's first `redirect_steps` steps
-            image = param()
-            if step in wanted:
-                snaps[step] = image.detach().float().cpu()
-            values = score(run, image, transforms)
-            opt.zero_grad(set_to_none=True)
-            (-values.sum()).backward()
-            opt.step()
+        stepper = Stepper(step, device, mode, max(WARMUP, getattr(model, "redirect_steps", 0)), why_not)
+        for i in range(steps):
+            redirect(i)  # Lucid's redirected ReLU for the model's first `redirect_steps` steps
+            image, values = stepper(i)
+            if i in wanted:
+                snaps[i] = image.detach().float().cpu()
             flags.append(~torch.isfinite(values).all())  # stays on the device until checked
             bar.update()
-            if len(flags) == CHECK_EVERY or step == steps - 1:
-                _nonfinite_error(objective, flags, step + 1 - len(flags), values)
+            if len(flags) == CHECK_EVERY or i == steps - 1:
+                _nonfinite_error(objective, flags, i + 1 - len(flags), values)
                 flags.clear()
                 bar.set_postfix(objective=f"{values.detach().mean().item():.4g}")
         with torch.no_grad():
@@ -178,6 +199,25 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     if steps in wanted:
         snaps[steps] = image.detach().float().cpu()
     return Result(image.detach().float().cpu(), values.detach().float().cpu(), objective.name, rng.seeds, steps, snaps)
+
+
+def _step_mode(graph, device, transforms):
+    """The :class:`~featvis.step.Stepper` mode for ``render(graph=...)``, and why a capture is
+    impossible (``None`` if it is possible)."""
+    if graph not in (True, False, "auto"):
+        raise ValueError(f"graph={graph!r}: expected True, False or 'auto'")
+    why_not = why_not_capturable(transforms) if graph else None
+    if graph == "auto":
+        return ("graph" if device.type == "cuda" and why_not is None else "eager"), None
+    return ("graph" if graph else "eager"), why_not
+
+
+def _sampler(device, deterministic, mode) -> str:
+    """How warps sample: by gather where grid_sample's backward would not be deterministic (CUDA),
+    by a host-inverted grid where a CUDA graph must not invert on the device, else kornia."""
+    if device.type == "cuda" and deterministic:
+        return "gather"
+    return "grid" if mode == "graph" and device.type == "cuda" else "kornia"
 
 
 #: ``auto_batch`` on the CPU: the time per image falls little with the batch (InceptionV1 mixed4a at

@@ -6,6 +6,7 @@ Each model module registers a builder with :func:`register`; a builder takes ``w
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -41,10 +42,18 @@ def list_models() -> List[Tuple[str, str]]:
     return [(e.name, e.description) for e in _REGISTRY.values()]
 
 
+#: Environment variable naming the device that ``device=None`` / ``"auto"`` picks (e.g. ``cpu`` to
+#: keep featvis off a GPU, as ``pytest --device cpu`` does for the test suite and its CLI runs).
+DEVICE_ENV = "FEATVIS_DEVICE"
+
+
 def pick_device(device=None) -> torch.device:
-    """``None`` or ``"auto"``: CUDA when present, else CPU; anything else as given."""
+    """``None`` or ``"auto"``: ``$FEATVIS_DEVICE`` if set, else CUDA when present, else CPU;
+    anything else as given."""
     if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = os.environ.get(DEVICE_ENV, "").strip() or None
+        if device is None or device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' was asked for but torch sees no CUDA device; use device='cpu' or None")
