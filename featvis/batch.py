@@ -58,9 +58,6 @@ DIVERSITY_WEIGHT = 100.0
 #: ``batch="auto"`` on the CPU: ``featvis.render.CPU_BATCH`` (a CPU gains little from larger
 #: batches, and a small batch loses little to a kill and shows progress, and a sheet, early).
 CPU_AUTO_BATCH = CPU_BATCH
-#: ``batch="auto"`` on CUDA never goes above this many images: GPU throughput has saturated long
-#: before, and a larger batch only loses more work to a kill.
-CUDA_MAX_AUTO_IMAGES = 256
 PARAMS = ("fourier", "pixel", "cppn")
 FORMATS = ("png",)
 SPEC_HELP = "all, a range like 0:64, a list like 3,17,476, or a mix like 0:8,476"
@@ -82,6 +79,7 @@ class Settings:
     seed: int = 0
     format: str = "png"
     device: str = "cpu"  # the device type that ran ("cpu", "cuda"): the two round differently
+    deterministic: bool = True  # deterministic kernels (on CUDA: the same bytes from a resumed run)
 
 
 _SPEC_PART = re.compile(r"^(\d*):(\d*)$|^(\d+)$")
@@ -278,8 +276,9 @@ def _differences(old: dict, new: dict) -> List[str]:
     if old["weights"]["sha256"] != new["weights"]["sha256"]:
         diffs.append(f"weights {old['weights']['spec']} -> {new['weights']['spec']} (a different network)")
     for key, value in new["settings"].items():
-        if old["settings"].get(key) != value:
-            diffs.append(f"{key} {old['settings'].get(key)} -> {value}")
+        before = old["settings"].get(key, getattr(Settings, key, None))  # a setting added since: its default
+        if before != value:
+            diffs.append(f"{key} {before} -> {value}")
     return diffs
 
 
@@ -309,6 +308,7 @@ class Job:
     manifest: dict
     fresh: bool  # no usable manifest: start one (dropping an old one's entries, with force)
     stale_files: List[str] = field(default_factory=list)
+    graph: object = False  # render(graph=...): capture each step in a CUDA graph (changes no pixel)
 
     @property
     def layer_entry(self) -> dict:
@@ -339,7 +339,8 @@ class Job:
                 t0 = time.perf_counter()
                 result = render(self.model, batch_objective(self.layer, chans, s.neurons, K, s.diversity_weight),
                                 param=make_param(s.param, s.size, len(seeds)), steps=s.steps, lr=s.lr,
-                                seed=seeds, device=self.device, progress=step_progress)
+                                seed=seeds, device=self.device, progress=step_progress,
+                                deterministic=s.deterministic, graph=self.graph)
                 seconds = (time.perf_counter() - t0) / len(chans)
                 with _interrupts_held():
                     self._write_batch(chans, seeds, result, seconds)
@@ -398,13 +399,15 @@ def _interrupts_held():
         raise KeyboardInterrupt
 
 
-def auto_batch(model, layer: str, settings: Settings, device: torch.device) -> int:
+def auto_batch(model, layer: str, settings: Settings, device: torch.device, channels: Optional[int] = None) -> int:
     """Channels per batch for ``batch="auto"``: :data:`CPU_AUTO_BATCH` on the CPU; on CUDA as many
     as :func:`featvis.render.auto_batch` finds fit in free memory (two 1-step probe renders with
-    this job's param), at most :data:`CUDA_MAX_AUTO_IMAGES` images, divided among ``--diversity``."""
+    this job's param), divided among ``--diversity``: all ``channels`` in one batch when they fit
+    (a GPU keeps gaining from larger batches until its memory is full)."""
     if device.type != "cuda":
         return CPU_AUTO_BATCH
-    images = render_auto_batch(model, layer, settings.size, device, max_batch=CUDA_MAX_AUTO_IMAGES,
+    cap = None if channels is None else channels * settings.diversity
+    images = render_auto_batch(model, layer, settings.size, device, max_batch=cap,
                                param=lambda n: make_param(settings.param, settings.size, n),
                                objective=lambda n: batch_objective(layer, [0] * n))
     torch.cuda.empty_cache()
@@ -420,7 +423,8 @@ def _device_label(device: torch.device) -> str:
 def prepare(model: str, layer: str, channels: str = "all", out="renders", weights: str = "default",
             neurons: bool = False, size: int = 128, steps: int = 512, lr: float = 0.05,
             param: str = "fourier", diversity: int = 1, seed: int = 0, device: str = "auto",
-            batch="auto", format: str = "png", force: bool = False, argv: Optional[Sequence[str]] = None) -> Job:
+            batch="auto", format: str = "png", force: bool = False, argv: Optional[Sequence[str]] = None,
+            deterministic: bool = True, graph=False) -> Job:
     """Check everything a render job needs and return it, without writing anything.
 
     Raises :class:`UsageError` (one line: the problem and the fix) for an unknown model or layer,
@@ -454,7 +458,7 @@ def prepare(model: str, layer: str, channels: str = "all", out="renders", weight
         raise UsageError(f"--channels {channels} selects no channel; expected {SPEC_HELP}")
 
     settings = Settings(neurons, int(size), int(steps), float(lr), param, int(diversity),
-                        DIVERSITY_WEIGHT, int(seed), format, dev.type)
+                        DIVERSITY_WEIGHT, int(seed), format, dev.type, bool(deterministic))
     new = {
         "featvis_manifest": MANIFEST_VERSION, "model": model,
         "weights": {"spec": weights, "sha256": weights_digest(net)},
@@ -480,7 +484,7 @@ def prepare(model: str, layer: str, channels: str = "all", out="renders", weight
     section = manifest["layers"].setdefault(layer, {"images": {}})
     section["objective"] = objective_template(layer, neurons, settings.diversity, DIVERSITY_WEIGHT)
     section["channels"] = shape[0]
-    n = auto_batch(net, layer, settings, dev) if batch == "auto" else int(batch)
+    n = auto_batch(net, layer, settings, dev, len(chans)) if batch == "auto" else int(batch)
     manifest["featvis"], manifest["torch"] = __version__, torch.__version__
     manifest["device"] = _device_label(dev)
     manifest["runs"] = manifest.get("runs", []) + [{
@@ -489,7 +493,7 @@ def prepare(model: str, layer: str, channels: str = "all", out="renders", weight
         "device": manifest["device"], "batch": n, "layer": layer, "channels": channels,
         "argv": list(argv) if argv is not None else None,
     }]
-    job = Job(net, layer, chans, [], out, n, dev, settings, manifest, old is None, stale)
+    job = Job(net, layer, chans, [], out, n, dev, settings, manifest, old is None, stale, graph=graph)
     job.pending = [c for c in chans if not job.complete(c)]
     return job
 

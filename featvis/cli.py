@@ -136,6 +136,10 @@ def cmd_render(sub):
                    help="K diverse images per channel (objective + 100 * diversity, as Lucid; default: 1)")
     p.add_argument("--seed", type=int, default=0, help="run seed; each image's seed derives from it, the channel and k (default: 0)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: auto (CUDA when present)")
+    p.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True,
+                   help="deterministic kernels only, so that a seed (and a resumed run) gives the same bytes on a GPU too (default: on)")
+    p.add_argument("--graph", action=argparse.BooleanOptionalAction, default=False,
+                   help="CUDA only: capture each optimization step in a CUDA graph and replay it (default: off)")
     p.add_argument("--weights", default="default", metavar="default|none|PATH",
                    help="pretrained weights (default), random init from --seed (none), or a state dict file")
     p.add_argument("--out", default="renders", metavar="DIR", help="output folder (default: renders)")
@@ -148,7 +152,7 @@ def _render(args) -> int:
     job = prepare(args.model, args.layer, args.channels, args.out, weights=args.weights, neurons=args.neurons,
                   size=args.size, steps=args.steps, lr=args.lr, param=args.param, diversity=args.diversity,
                   seed=args.seed, device=args.device, batch=args.batch, format=args.format, force=args.force,
-                  argv=sys.argv[1:] if args.argv is None else args.argv)
+                  deterministic=args.deterministic, graph=args.graph, argv=sys.argv[1:] if args.argv is None else args.argv)
     total, todo = len(job.channels), len(job.pending)
     if not todo:
         print(f"nothing to do: all {total} channels of {args.layer} are in {job.out / 'manifest.json'}")

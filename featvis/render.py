@@ -230,7 +230,7 @@ CPU_BATCH = 8
 CUDA_HEADROOM = 0.8
 
 
-def auto_batch(model, layer: str, size: int = 128, device=None, max_batch: int = 256,
+def auto_batch(model, layer: str, size: int = 128, device=None, max_batch: Optional[int] = None,
                param=None, objective=None) -> int:
     """How many images to render as one batch (``--batch auto``): ``layer``'s channels at ``size``
     px with the default transforms.
@@ -238,13 +238,14 @@ def auto_batch(model, layer: str, size: int = 128, device=None, max_batch: int =
     On CUDA, from memory: one trial step at batch 1 and one at batch 2 give the fixed and the
     per-image peak memory (peak memory grows linearly in the batch), and the batch fills
     :data:`CUDA_HEADROOM` of the memory free at that moment. On the CPU, where the time per image
-    barely falls with the batch, :data:`CPU_BATCH`. Always between 1 and ``max_batch``.
+    barely falls with the batch, :data:`CPU_BATCH`. Always between 1 and ``max_batch`` (``None``:
+    no cap on CUDA).
     ``param(n)`` and ``objective(n)`` make the trial's param and objective for n images (default:
     a Fourier image of ``size`` px, channel 0 of ``layer``).
     """
     device = pick_device(device)
     if device.type != "cuda":
-        return max(1, min(CPU_BATCH, max_batch))
+        return max(1, min(CPU_BATCH, max_batch or CPU_BATCH))
     from .objectives import channel
     param = param or (lambda n: fourier(size, batch=n))
     objective = objective or (lambda n: channel(layer, [0] * n))
@@ -261,9 +262,10 @@ def auto_batch(model, layer: str, size: int = 128, device=None, max_batch: int =
     return batch_for_memory(free * CUDA_HEADROOM, peaks[1], peaks[2], max_batch)
 
 
-def batch_for_memory(budget: float, peak1: float, peak2: float, max_batch: int) -> int:
+def batch_for_memory(budget: float, peak1: float, peak2: float, max_batch: Optional[int] = None) -> int:
     """The largest batch whose peak memory, linear through ``peak1`` (batch 1) and ``peak2``
-    (batch 2), fits in ``budget`` bytes; between 1 and ``max_batch``."""
+    (batch 2), fits in ``budget`` bytes; between 1 and ``max_batch`` (``None``: no cap)."""
     per_image = max(peak2 - peak1, 1.0)
     fixed = max(peak1 - per_image, 0.0)
-    return int(max(1, min(max_batch, (budget - fixed) // per_image)))
+    fits = int((budget - fixed) // per_image)
+    return max(1, fits if max_batch is None else min(max_batch, fits))

@@ -16,7 +16,7 @@ from typing import Callable, List, Optional
 
 from .alpha import collapse_alpha, composite, random_background
 from .blur import blur, box_blur
-from .geometric import Geometric, apply_warp, chain_inputs, jitter, pad, random_rotate, random_scale, warp_chain
+from .geometric import Geometric, apply_warp, chain_inputs, chain_size, jitter, pad, random_rotate, random_scale, warp_chain
 from ..rng import as_source, to_device
 
 
@@ -59,15 +59,8 @@ class Compose:
 
 def _warp(chain, image, rng, feed):
     B, size = image.shape[0], tuple(image.shape[-2:])
-    out_size = []
-
-    def make():  # this step's matrix; the draws happen here, on the host
-        M, out = chain_inputs(chain, rng, B, size, image.dtype)
-        out_size[:] = [out]
-        return M
-
-    M = feed(make, image.device)  # every feed calls make() once per step
-    return apply_warp(chain, image, M, out_size[0])
+    M = feed(lambda: chain_inputs(chain, rng, B, size, image.dtype)[0], image.device)  # draws on the host
+    return apply_warp(chain, image, M, chain_size(chain, B, size))
 
 
 _UPLOAD = lambda make, device: to_device(make(), device)  # noqa: E731 -- the eager feed

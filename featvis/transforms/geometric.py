@@ -157,6 +157,22 @@ def chain_inputs(chain: Sequence[Geometric], rng, B: int, size: Size, dtype=torc
     return torch.from_numpy(np.ascontiguousarray(M[:, :2])).to(dtype), size
 
 
+class _NoDraws:
+    """Zeros for every draw: for sizes, which never depend on the draws."""
+
+    def __init__(self, B: int):
+        self.B = B
+
+    def uniform(self, n: int, device=None) -> torch.Tensor:
+        return torch.zeros(self.B, n)
+
+
+def chain_size(chain: Sequence[Geometric], B: int, size: Size) -> Size:
+    """The output size of a run of geometric transforms, without drawing (a feed that replays
+    buffers does not call the host half that would say it)."""
+    return chain_matrix(chain, _NoDraws(B), B, size)[1]
+
+
 def apply_warp(chain: Sequence[Geometric], image: torch.Tensor, M: torch.Tensor, size: Size) -> torch.Tensor:
     """The device half of a warp: ``image`` resampled with :func:`chain_inputs`'s matrix ``M`` (on
     the image's device) to ``size``."""
