@@ -113,7 +113,11 @@ def _deterministic(device: torch.device, mode) -> Iterator[None]:
     env_set = device.type == "cuda" and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
     if env_set:  # read by cuBLAS when a stream's workspace is made: set before the first matmul
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
+    fill = torch.utils.deterministic.fill_uninitialized_memory
     torch.use_deterministic_algorithms(True, warn_only=mode == "warn")
+    # Filling every torch.empty with NaN only makes reads of uninitialized memory repeatable (a bug
+    # in any case); it costs a memset per allocation.
+    torch.utils.deterministic.fill_uninitialized_memory = False
     cudnn.deterministic, cudnn.benchmark = True, False
     try:
         yield
@@ -128,6 +132,7 @@ def _deterministic(device: torch.device, mode) -> Iterator[None]:
             "and go on") from err
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.utils.deterministic.fill_uninitialized_memory = fill
         cudnn.deterministic, cudnn.benchmark = before[2], before[3]
         if env_set:
             del os.environ["CUBLAS_WORKSPACE_CONFIG"]

@@ -23,7 +23,7 @@ def pytest_configure(config):
     os.environ[DEVICE_ENV] = str(pick_device(chosen if chosen not in (None, "auto") else None))
 
 
-def test_device() -> torch.device:
+def suite_device() -> torch.device:
     """The device the tests run on (``pytest --device``)."""
     from featvis.models import pick_device
     return pick_device(None)
@@ -31,7 +31,7 @@ def test_device() -> torch.device:
 
 @pytest.fixture
 def device() -> torch.device:
-    return test_device()
+    return suite_device()
 
 
 class Tiny(nn.Module):

@@ -26,7 +26,7 @@ from featvis.cli import main
 from featvis.errors import UsageError
 from featvis.rng import derive_seed
 
-from .conftest import test_device
+from .conftest import suite_device
 
 ROOT = Path(__file__).resolve().parents[1]
 SIX = ["render", "tiny", "conv2", "--channels", "0:6", "--batch", "4", "--steps", "8", "--size", "32"]
@@ -84,9 +84,9 @@ def test_render_writes_pngs_manifest_and_sheet(reference):
     m = json.loads((reference / "manifest.json").read_text())
     assert m["model"] == "tiny" and m["weights"]["spec"] == "default" and len(m["weights"]["sha256"]) == 64
     assert m["settings"] == {"neurons": False, "size": 32, "steps": 8, "lr": 0.05, "param": "fourier",
-                             "diversity": 1, "diversity_weight": 100.0, "seed": 0, "format": "png", "device": test_device().type,
+                             "diversity": 1, "diversity_weight": 100.0, "seed": 0, "format": "png", "device": suite_device().type,
                              "deterministic": True}
-    assert m["featvis"] and m["torch"] == torch.__version__ and m["device"].startswith(test_device().type)
+    assert m["featvis"] and m["torch"] == torch.__version__ and m["device"].startswith(suite_device().type)
     assert m["runs"][0]["batch"] == 4 and m["layers"]["conv2"]["channels"] == 16
     entries = m["layers"]["conv2"]["images"]
     assert list(entries) == [str(c) for c in range(6)]
