@@ -175,3 +175,20 @@ def test_stepper_modes_are_checked():
         Stepper(lambda feed: None, torch.device("cpu"), "fast")
     with pytest.raises(ValueError, match="graph='yes'"):
         featvis.render(tiny_model(), channel("conv2", 0), param=fourier(8), steps=1, progress=False, graph="yes")
+
+
+def test_the_job_records_determinism_and_a_folder_of_before_it_resumes(tmp_path):
+    import json
+    from featvis.batch import MANIFEST, prepare
+    job = prepare("toy", "conv2", channels="0:2", out=tmp_path, weights="none", steps=1, size=16, batch=2,
+                  deterministic=False, graph=True)
+    assert job.settings.deterministic is False and job.graph is True
+    assert job.run(progress=False) == 2
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    assert manifest["settings"]["deterministic"] is False
+    with pytest.raises(featvis.errors.UsageError, match="deterministic False -> True"):
+        prepare("toy", "conv2", channels="0:2", out=tmp_path, weights="none", steps=1, size=16, batch=2)
+    # A folder written before the setting existed resumes with its default (deterministic on).
+    del manifest["settings"]["deterministic"]
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    assert prepare("toy", "conv2", channels="0:2", out=tmp_path, weights="none", steps=1, size=16, batch=2).pending == []
