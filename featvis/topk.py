@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from .hooks import capture
 from .io import PathLike, atomic_write, figure, save_image
+from .accel import placed
 from .models import as_model, pick_device
 from .render import frozen
 
@@ -199,10 +200,10 @@ def receptive_field(model, layer: str, size: int = 224, probes: int = 4, canvas:
     without spatial dimensions (B, C) sees the whole image.
     """
     device = pick_device(device)
-    model = as_model(model).to(device)
+    model = as_model(model)
     gen = torch.Generator().manual_seed(seed)
     P = size * canvas
-    with frozen(model), capture(model, [layer]) as run:
+    with placed(model, device), frozen(model), capture(model, [layer]) as run:
         with torch.no_grad():
             small = run(torch.full((1, 3, size, size), 0.5, device=device))[layer]
         if small.dim() != 4:
@@ -312,7 +313,7 @@ def topk(model, layer: str, images, channels=None, k: int = 9, size: int = 224, 
     if crop is not None and crop < 1:
         raise ValueError(f"crop must be a positive number of pixels, got {crop}")
     device = pick_device(device)
-    model = as_model(model).to(device)
+    model = as_model(model)
     workers = workers or min(4, os.cpu_count() or 1)
 
     def default_report(path, reason):
@@ -323,7 +324,7 @@ def topk(model, layer: str, images, channels=None, k: int = 9, size: int = 224, 
     chosen: Optional[List[int]] = None
     skipped: List[Tuple[Path, str]] = []
     map_size = None
-    with frozen(model), torch.no_grad(), capture(model, [layer]) as run, \
+    with placed(model, device), frozen(model), torch.no_grad(), capture(model, [layer]) as run, \
             tqdm(total=len(paths), disable=not progress, desc=f"topk {layer}", unit="img", leave=False) as bar:
         for ids, batch_images, bad in _batches(paths, size, batch, workers):
             for i, reason in bad:

@@ -192,3 +192,10 @@ def test_the_job_records_determinism_and_a_folder_of_before_it_resumes(tmp_path)
     del manifest["settings"]["deterministic"]
     (tmp_path / MANIFEST).write_text(json.dumps(manifest))
     assert prepare("toy", "conv2", channels="0:2", out=tmp_path, weights="none", steps=1, size=16, batch=2).pending == []
+
+
+def test_bilinear_by_matmul_equals_interpolate(device):
+    from featvis.param.lowres import bilinear_by_matmul
+    t = torch.rand(2, 3, 5, 7, device=device)
+    want = F.interpolate(t, size=(16, 21), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(bilinear_by_matmul(t, (16, 21)), want, rtol=0, atol=1e-6)
