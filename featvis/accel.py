@@ -203,7 +203,9 @@ class ModelRunner:
     def __init__(self, model, layers, device, precision, compiled, stack: ExitStack):
         self.model, self.layers = model, [n for n in dict.fromkeys(layers) if n != INPUT]
         dtype = check_precision(precision)
-        self._autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+        # No cast cache: it lives for one forward anyway, and cached casts made while a CUDA graph
+        # is captured would be freed under the graph (PyTorch's CUDA-graph notes ask for it off).
+        self._autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=False)
         self.channels_last = CHANNELS_LAST.get(device.type, False)
         self.compiled, self._tried = compiled, False
         self._stack = stack
