@@ -199,3 +199,15 @@ def test_bilinear_by_matmul_equals_interpolate(device):
     t = torch.rand(2, 3, 5, 7, device=device)
     want = F.interpolate(t, size=(16, 21), mode="bilinear", align_corners=False)
     torch.testing.assert_close(bilinear_by_matmul(t, (16, 21)), want, rtol=0, atol=1e-6)
+
+
+def test_collapse_alpha_inside_the_transforms_can_be_captured():
+    chain = T.compose(T.collapse_alpha(), T.jitter(2), T.blur(3))
+    assert T.why_not_capturable(chain) is None
+    model = tiny_model()
+    kw = dict(transforms=chain)
+    plain = _render(model, False, param=fourier(16, batch=2, alpha=True), **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback
+        static = _render(model, True, param=fourier(16, batch=2, alpha=True), **kw)
+    torch.testing.assert_close(static.images, plain.images, rtol=0, atol=0 if pick_device(None).type == "cpu" else 1e-6)

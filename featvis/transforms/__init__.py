@@ -14,7 +14,7 @@ import inspect
 
 from typing import Callable, List, Optional
 
-from .alpha import collapse_alpha, composite, random_background
+from .alpha import CollapseAlpha, collapse_alpha, composite, random_background
 from .blur import blur, box_blur
 from .geometric import Geometric, apply_warp, chain_inputs, chain_size, jitter, pad, random_rotate, random_scale, warp_chain
 from ..rng import as_source, to_device
@@ -47,6 +47,9 @@ class Compose:
                 continue
             if run:
                 image, run = _warp(run, image, rng, feed), []
+            if isinstance(t, CollapseAlpha):  # draws through the feed
+                image = t.run(image, rng, feed)
+                continue
             if capturing and _takes_rng(t) and not getattr(t, "pure", False):
                 raise NotCapturable(f"transform {t!r} takes the random source and draws outside featvis's "
                                     "feed; a CUDA graph would replay its first draws forever")
@@ -72,7 +75,7 @@ def why_not_capturable(transforms) -> Optional[str]:
     if not isinstance(transforms, Compose):
         return f"transforms {transforms!r} are not a featvis compose()"
     for t in transforms.transforms:
-        if not isinstance(t, Geometric) and _takes_rng(t) and not getattr(t, "pure", False):
+        if not isinstance(t, (Geometric, CollapseAlpha)) and _takes_rng(t) and not getattr(t, "pure", False):
             return f"transform {t!r} draws its own random numbers"
     return None
 
