@@ -12,15 +12,17 @@
 A step's time is ``(t(2n steps) - t(n steps)) / n`` for one render call each, so set-up, capture
 and the final evaluation cancel out; CUDA is synchronized by the render's own read-back.
 
-On the device machine (kornia is not installed there; carry its wheels in an ignored ``.whl/``)::
+On the device machine (torch 2.11 and Python 3.12 there, without kornia: carry kornia 0.9.0 and
+kornia_rs 0.2.0, the versions this was written against, as wheels in an ignored ``.whl/``)::
 
-    # here, once:  echo /.whl/ >> .git/info/exclude
-    #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \\
-    #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \\
-    #     -d .whl kornia kornia_rs
-    # device run (carry [".whl"], timeout_s 560):
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
-    PYTHONUNBUFFERED=1 python3 benchmarks/gpu_check.py 2>&1 | tee $OUT/gpu_check.txt
+    # here, once, in the repository root:
+    echo /.whl/ >> .git/info/exclude
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d .whl kornia==0.9.0 kornia_rs==0.2.0
+    # the device run (carry [".whl"], timeout_s 560), one command:
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && \
+      export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 && python3 benchmarks/gpu_check.py 2>&1 | tee $OUT/gpu_check.txt
 
 On a CPU, ``--quick`` runs every code path at toy sizes (a few tests, batches 1 and 2 at 32 px,
 3 steps, 4 channels of the job, 2 steps) in about a minute.
