@@ -1,6 +1,7 @@
 """The optimization loop: param -> transforms -> model (hooked) -> objective -> Adam step."""
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,7 +156,7 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     param, rng = _prepare_param(param, objective, init, seed, device)
     transforms = standard() if transforms is None else (compose(transforms) if isinstance(transforms, (list, tuple)) else transforms)
     lr = lr if lr is not None else (getattr(param, "default_lr", None) or DEFAULT_LR)
-    mode, why_not = _step_mode(graph, device, transforms)
+    mode = _step_mode(graph, device, transforms)
     opt = _optimizer(optimizer, param.parameters(), lr, device, mode == "graph")
     over_background = collapse_alpha()
     wanted, snaps, flags = set(snapshots), {}, []
@@ -180,7 +181,7 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
             sampling(_sampler(device, deterministic, mode)), relu_redirection(model) as redirect, \
             model_runner(model, objective.layers, device, precision, compile, autotune=not deterministic) as run, \
             tqdm(total=steps, disable=not progress, desc=objective.name[:40], leave=False) as bar:
-        stepper = Stepper(step, device, mode, max(WARMUP, getattr(model, "redirect_steps", 0)), why_not)
+        stepper = Stepper(step, device, mode, max(WARMUP, getattr(model, "redirect_steps", 0)))
         for i in range(steps):
             redirect(i)  # Lucid's redirected ReLU for the model's first `redirect_steps` steps
             image, values = stepper(i)
@@ -202,14 +203,17 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
 
 
 def _step_mode(graph, device, transforms):
-    """The :class:`~featvis.step.Stepper` mode for ``render(graph=...)``, and why a capture is
-    impossible (``None`` if it is possible)."""
+    """The :class:`~featvis.step.Stepper` mode for ``render(graph=...)``: eager, with a warning
+    for ``graph=True``, where the transforms cannot be captured."""
     if graph not in (True, False, "auto"):
         raise ValueError(f"graph={graph!r}: expected True, False or 'auto'")
     why_not = why_not_capturable(transforms) if graph else None
     if graph == "auto":
-        return ("graph" if device.type == "cuda" and why_not is None else "eager"), None
-    return ("graph" if graph else "eager"), why_not
+        return "graph" if device.type == "cuda" and why_not is None else "eager"
+    if graph and why_not:  # decided before the optimizer is made: an eager loop gets eager Adam
+        warnings.warn(f"cannot capture the render step ({why_not}); running it eagerly", RuntimeWarning, stacklevel=3)
+        return "eager"
+    return "graph" if graph else "eager"
 
 
 def _sampler(device, deterministic, mode) -> str:
