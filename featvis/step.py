@@ -8,12 +8,12 @@ per-step random draws, all made on the host from the per-image generators of :mo
 comes through a *feed*, ``feed(make, device) -> device tensor``, where ``make()`` computes the
 host tensor from this step's draws:
 
-- :class:`Upload` (eager): ``make()`` copied to the device, a new tensor each step;
+- :func:`upload` (eager): ``make()`` copied to the device, a new tensor each step;
 - :class:`StaticFeed`: the first step allocates one buffer per input and remembers each ``make``;
   every later step first calls the remembered ``make``s in order (the same draws, in the same
-  order, as the eager loop) and copies their results into the buffers. With ``graph=False`` the
-  step then runs eagerly on those buffers (how the CPU tests check the scheme); on CUDA it
-  replays the captured graph.
+  order, as the eager loop) and copies their results into the buffers. Off CUDA (mode
+  ``"static"``) the step then runs eagerly on those buffers (how the CPU tests check the scheme);
+  on CUDA it replays the captured graph.
 
 :class:`Stepper` runs the steps: the first ``WARMUP`` (and Lucid's ReLU-redirect steps, which
 change the model's backward) eagerly on a side stream, then captures one step and replays it.
@@ -22,7 +22,7 @@ Any failure to capture falls back to the eager loop with a warning, from the sam
 from __future__ import annotations
 
 import warnings
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional
 
 import torch
 
