@@ -15,13 +15,17 @@ class DeviceCopies:
 
     def __init__(self, tensor: torch.Tensor):
         self.tensor = tensor
-        self._copies: Dict[Tuple[torch.device, torch.dtype], torch.Tensor] = {}
+        self._copies: Dict[Tuple[torch.device, torch.dtype, bool], torch.Tensor] = {}
 
     def like(self, other: torch.Tensor) -> torch.Tensor:
-        """The tensor on ``other``'s device, in ``other``'s dtype."""
-        key = (other.device, other.dtype)
+        """The tensor on ``other``'s device, in ``other``'s dtype (and, for 4-d tensors, in its
+        memory format: a channels-last image gets a channels-last constant)."""
+        nhwc = self.tensor.dim() == 4 and other.dim() == 4 and not other.is_contiguous() \
+            and other.is_contiguous(memory_format=torch.channels_last)
+        key = (other.device, other.dtype, nhwc)
         if key not in self._copies:
-            self._copies[key] = self.tensor.to(other.device, other.dtype)
+            copy = self.tensor.to(other.device, other.dtype)
+            self._copies[key] = copy.contiguous(memory_format=torch.channels_last) if nhwc else copy
         return self._copies[key]
 
     @property

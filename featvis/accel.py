@@ -11,6 +11,8 @@ frozen weights. On top of that, each guarded by device type and each with a plai
 """
 from __future__ import annotations
 
+import os
+import re
 import warnings
 import weakref
 from contextlib import ExitStack, contextmanager
@@ -40,13 +42,14 @@ def check_precision(precision: str) -> Optional[torch.dtype]:
 
 
 @contextmanager
-def cudnn_autotune(device: torch.device) -> Iterator[None]:
+def cudnn_autotune(device: torch.device, enabled: bool = True) -> Iterator[None]:
     """``torch.backends.cudnn.benchmark`` on for the block when ``device`` is CUDA; restored after.
 
     A render runs hundreds of steps at one input shape, so the one-off cost of trying cuDNN's
-    algorithms on the first step pays for itself.
+    algorithms on the first step pays for itself. Not when ``enabled`` is False (deterministic
+    renders): which algorithm wins the timing can differ between runs, and so can the rounding.
     """
-    if device.type != "cuda":
+    if device.type != "cuda" or not enabled:
         yield
         return
     before = torch.backends.cudnn.benchmark
@@ -74,6 +77,65 @@ def memory_format(model: nn.Module, channels_last: bool) -> Iterator[None]:
             for t, contiguous in zip(tensors, was_contiguous):
                 if contiguous:
                     t.data = t.data.contiguous()
+
+
+#: ``CUBLAS_WORKSPACE_CONFIG`` for deterministic cuBLAS (NVIDIA's cuBLAS docs, "Results
+#: reproducibility"; PyTorch's randomness notes): a fixed workspace per stream.
+CUBLAS_WORKSPACE = ":4096:8"
+_NONDETERMINISTIC = re.compile(r"^(\S+) does not have a deterministic implementation")
+
+
+class NondeterministicError(RuntimeError):
+    """An op of a ``deterministic=True`` render has no deterministic kernel on this device."""
+
+
+def deterministic_mode(device: torch.device, mode: Union[bool, str] = True):
+    """A context for ``render(deterministic=mode)``: ``True`` makes every op deterministic (an op
+    without a deterministic kernel raises :class:`NondeterministicError`, naming it), ``"warn"``
+    warns instead, ``False`` does nothing. Sets ``torch.use_deterministic_algorithms``,
+    ``cudnn.deterministic`` (cudnn.benchmark off) and, on CUDA, ``CUBLAS_WORKSPACE_CONFIG`` when it
+    is unset; all restored afterwards."""
+    if mode not in (True, False, "warn"):
+        raise ValueError(f"deterministic={mode!r}: expected True, False or 'warn'")
+    return _deterministic(torch.device(device), mode) if mode else _nothing()
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+@contextmanager
+def _deterministic(device: torch.device, mode) -> Iterator[None]:
+    cudnn = torch.backends.cudnn
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              cudnn.deterministic, cudnn.benchmark)
+    env_set = device.type == "cuda" and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    if env_set:  # read by cuBLAS when a stream's workspace is made: set before the first matmul
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
+    fill = torch.utils.deterministic.fill_uninitialized_memory
+    torch.use_deterministic_algorithms(True, warn_only=mode == "warn")
+    # Filling every torch.empty with NaN only makes reads of uninitialized memory repeatable (a bug
+    # in any case); it costs a memset per allocation.
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    except RuntimeError as err:
+        found = _NONDETERMINISTIC.search(str(err))
+        if found is None:
+            raise
+        raise NondeterministicError(
+            f"{found.group(1)} has no deterministic {device.type.upper()} kernel, and this render asked for "
+            "deterministic results; pass deterministic=False (CLI: --no-deterministic) to run it anyway "
+            "(the same seed may then give slightly different images), or deterministic='warn' to be told "
+            "and go on") from err
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.utils.deterministic.fill_uninitialized_memory = fill
+        cudnn.deterministic, cudnn.benchmark = before[2], before[3]
+        if env_set:
+            del os.environ["CUBLAS_WORKSPACE_CONFIG"]
 
 
 class _Tracer(fx.Tracer):
@@ -142,7 +204,9 @@ class ModelRunner:
     def __init__(self, model, layers, device, precision, compiled, stack: ExitStack):
         self.model, self.layers = model, model_layers(layers)
         dtype = check_precision(precision)
-        self._autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+        # No cast cache: it lives for one forward anyway, and cached casts made while a CUDA graph
+        # is captured would be freed under the graph (PyTorch's CUDA-graph notes ask for it off).
+        self._autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=False)
         self.channels_last = CHANNELS_LAST.get(device.type, False)
         self.compiled, self._tried = compiled, False
         self._stack = stack
@@ -193,21 +257,26 @@ class ModelRunner:
         self._tried = True
 
 
-#: Compiled prefixes by model, then by (layers, backend): the renders of a whole layer, batch after
-#: batch, compile once (compiling InceptionV1 up to mixed4a takes ~40 s on 2 CPU cores).
+#: Compiled prefixes by model, then by (layers, backend, device, autocast dtype, channels-last): the
+#: renders of a whole layer, batch after batch, compile once (compiling InceptionV1 up to mixed4a
+#: takes ~40 s on 2 CPU cores), and a model moved to another device, precision or memory format
+#: gets its own compiled prefix rather than code specialized for the first.
 _COMPILED: "weakref.WeakKeyDictionary[nn.Module, Dict[tuple, Callable]]" = weakref.WeakKeyDictionary()
 
 
-def compile_prefix(model: nn.Module, layers: Iterable[str], backend: Union[bool, str] = True):
+def compile_prefix(model: nn.Module, layers: Iterable[str], backend: Union[bool, str] = True, device=None,
+                   precision: str = "fp32", channels_last: bool = False):
     """``torch.compile`` of :func:`truncate` (``model`` up to ``layers``), kept for later renders
-    of the same model and layers; ``None``, with a warning, where the model cannot be traced.
-    Compilation itself happens on the first call (and again for a new input shape)."""
+    of the same model, layers, backend, device, precision and memory format; ``None``, with a
+    warning, where the model cannot be traced. Compilation itself happens on the first call (and
+    again for a new input shape)."""
     layers = tuple(model_layers(layers))
     if not layers:
         return None
     cache = _COMPILED.setdefault(model, {})
-    if (layers, backend) in cache:
-        return cache[layers, backend]
+    key = cache_key(layers, backend, device, precision, channels_last)
+    if key in cache:
+        return cache[key]
     try:
         prefix = truncate(model, layers)
     except Exception as err:  # noqa: BLE001 -- an untraceable model runs plain
@@ -215,8 +284,44 @@ def compile_prefix(model: nn.Module, layers: Iterable[str], backend: Union[bool,
                       f"({type(err).__name__}: {err}); running it uncompiled", RuntimeWarning, stacklevel=3)
         return None
     kwargs = {} if backend is True else {"backend": backend}
-    cache[layers, backend] = torch.compile(prefix, dynamic=False, **kwargs)
-    return cache[layers, backend]
+    cache[key] = torch.compile(prefix, dynamic=False, **kwargs)
+    return cache[key]
+
+
+def cache_key(layers, backend, device, precision: str, channels_last: bool) -> tuple:
+    """What a compiled prefix is specialized for; ``device`` normalized (``cuda`` = ``cuda:0``)."""
+    return (tuple(layers), backend, _normal_device(device), check_precision(precision), bool(channels_last))
+
+
+def _normal_device(device) -> Optional[torch.device]:
+    if device is None:
+        return None
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device() if torch.cuda.is_available() else 0)
+    return device
+
+
+def same_device(a, b) -> bool:
+    """Whether two devices are one (``cuda`` and ``cuda:0`` are, on a one-GPU process)."""
+    return _normal_device(a) == _normal_device(b)
+
+
+@contextmanager
+def placed(model: nn.Module, device) -> Iterator[nn.Module]:
+    """``model`` on ``device`` for the block, and back where it was afterwards (the user's model
+    comes back as it was). No copy at all when it is already there (the CLI's case)."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    where = {t.device for t in tensors}
+    if all(same_device(d, device) for d in where):
+        yield model
+        return
+    model.to(device)
+    try:
+        yield model
+    finally:
+        if len(where) == 1:  # a model spread over devices stays on ``device``
+            model.to(next(iter(where)))
 
 
 def _forget_compiled(model: nn.Module, compiled) -> None:
@@ -227,18 +332,19 @@ def _forget_compiled(model: nn.Module, compiled) -> None:
 
 @contextmanager
 def model_runner(model: nn.Module, layers: Iterable[str], device, precision: str = "fp32",
-                 compile: Union[bool, str] = False) -> Iterator[ModelRunner]:
+                 compile: Union[bool, str] = False, autotune: bool = True) -> Iterator[ModelRunner]:
     """Run ``model`` up to ``layers`` for the duration of a ``with`` block.
 
     ``precision``: "fp32", "bf16" or "fp16" (autocast of the model only). ``compile``: ``True`` for
     ``torch.compile`` with its default backend, or a backend name ("eager", "aot_eager", ...).
-    cuDNN autotuning and channels-last follow the device (:data:`CHANNELS_LAST`). Everything is
+    cuDNN autotuning (unless ``autotune=False``) and channels-last follow the device (:data:`CHANNELS_LAST`). Everything is
     restored when the block ends: hooks removed, memory format and cuDNN flag as they were.
     """
     device = torch.device(device)
     check_precision(precision)
     with ExitStack() as stack:
-        stack.enter_context(cudnn_autotune(device))
+        stack.enter_context(cudnn_autotune(device, autotune))
         stack.enter_context(memory_format(model, CHANNELS_LAST.get(device.type, False)))
-        compiled = compile_prefix(model, layers, compile) if compile else None
+        channels_last = CHANNELS_LAST.get(device.type, False)
+        compiled = compile_prefix(model, layers, compile, device, precision, channels_last) if compile else None
         yield ModelRunner(model, layers, device, precision, compiled, stack)

@@ -45,9 +45,6 @@ DIVERSITY_WEIGHT = 0.5
 #: ``batch="auto"`` on the CPU: ``featvis.render.CPU_BATCH`` (a CPU gains little from larger
 #: batches, and a small batch loses little to a kill and shows progress, and a sheet, early).
 CPU_AUTO_BATCH = CPU_BATCH
-#: ``batch="auto"`` on CUDA never goes above this many images: GPU throughput has saturated long
-#: before, and a larger batch only loses more work to a kill.
-CUDA_MAX_AUTO_IMAGES = 256
 PARAMS = ("fourier", "pixel", "cppn")
 FORMATS = ("png",)
 #: Largest --size: a 4096 px Fourier image batch already needs GBs; beyond it is a typo.
@@ -72,6 +69,7 @@ class Settings:
     seed: int = 0
     format: str = "png"
     device: str = "cpu"  # the device type that ran ("cpu", "cuda"): the two round differently
+    deterministic: bool = True  # deterministic kernels (on CUDA: the same bytes from a resumed run)
 
 
 def batch_objective(layer: str, chans: Sequence[int], neurons: bool = False, k: int = 1,
@@ -215,13 +213,15 @@ def _interrupts_held():
         raise KeyboardInterrupt
 
 
-def auto_batch(model, layer: str, settings: Settings, device: torch.device) -> int:
+def auto_batch(model, layer: str, settings: Settings, device: torch.device, channels: Optional[int] = None) -> int:
     """Channels per batch for ``batch="auto"``: :data:`CPU_AUTO_BATCH` on the CPU; on CUDA as many
     as :func:`featvis.render.auto_batch` finds fit in free memory (two 1-step probe renders with
-    this job's param), at most :data:`CUDA_MAX_AUTO_IMAGES` images, divided among ``--diversity``."""
+    this job's param), divided among ``--diversity``: all ``channels`` in one batch when they fit
+    (a GPU keeps gaining from larger batches until its memory is full)."""
     if device.type != "cuda":
         return CPU_AUTO_BATCH
-    images = render_auto_batch(model, layer, settings.size, device, max_batch=CUDA_MAX_AUTO_IMAGES,
+    cap = None if channels is None else channels * settings.diversity
+    images = render_auto_batch(model, layer, settings.size, device, max_batch=cap,
                                param=lambda n: make_param(settings.param, settings.size, n),
                                objective=lambda n: batch_objective(layer, [0] * n))
     torch.cuda.empty_cache()

@@ -278,6 +278,11 @@ def _sha256(path: Path) -> Optional[str]:
 _HEADER = ("model", "weights", "settings")
 
 
+#: Settings added after folders were first written, with the value older folders were made with,
+#: so that adding a setting does not make every older folder refuse to resume.
+ADDED_SETTINGS = {"deterministic": True}
+
+
 def header_differences(old: dict, new: dict) -> List[str]:
     """How two records' model, weights and settings differ (``[]``: the same renders)."""
     diffs = []
@@ -288,8 +293,9 @@ def header_differences(old: dict, new: dict) -> List[str]:
         diffs.append(f"weights {ow.get('spec')} -> {nw.get('spec')} (a different network)")
     os_, ns = old.get("settings") or {}, new.get("settings") or {}
     for key in sorted(set(os_) | set(ns), key=lambda k: list(ns).index(k) if k in ns else len(ns)):
-        if os_.get(key) != ns.get(key):
-            diffs.append(f"{key} {os_.get(key)} -> {ns.get(key)}")
+        before = os_.get(key, ADDED_SETTINGS.get(key))  # a setting added since: what it was before
+        if before != ns.get(key, ADDED_SETTINGS.get(key)):
+            diffs.append(f"{key} {before} -> {ns.get(key)}")
     return diffs
 
 

@@ -191,6 +191,7 @@ class ShardJob:
     section_info: Dict[str, dict] = field(default_factory=dict)  # layer -> objective and channel count
     recorded: Dict[str, Dict[str, dict]] = field(default_factory=dict)  # every writer's images: layer -> name -> entry
     force: bool = False
+    graph: object = False  # render(graph=...): capture each step in a CUDA graph (changes no pixel)
     failures: Dict[str, str] = field(default_factory=dict)
     report: Optional[MergeReport] = None  # the merge at the end of :meth:`run`, if one ran
     _done: Dict[WorkUnit, bool] = field(default_factory=dict, repr=False)
@@ -275,7 +276,8 @@ class ShardJob:
                         result = render(self.model, batch_objective(b.layer, list(b.channels), s.neurons, K,
                                                                     s.diversity_weight),
                                         param=make_param(s.param, s.size, len(seeds)), steps=s.steps, lr=s.lr,
-                                        seed=seeds, device=self.device, progress=bar.update if progress else False)
+                                        seed=seeds, device=self.device, progress=bar.update if progress else False,
+                                        deterministic=s.deterministic, graph=self.graph)
                     except (KeyboardInterrupt, UsageError):
                         raise
                     except Exception as e:  # this batch's units fail; the job goes on
@@ -329,7 +331,8 @@ class ShardJob:
 def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", out="renders",
                 weights: str = "default", layer_set: Optional[str] = None, neurons: bool = False,
                 size: int = 128, steps: int = 512, lr: Optional[float] = None, param: str = "fourier",
-                diversity: int = 1, diversity_weight: Optional[float] = None, seed: int = 0, device: str = "auto", batch="auto", format: str = "png", force: bool = False,
+                diversity: int = 1, diversity_weight: Optional[float] = None, seed: int = 0,
+                deterministic: bool = True, graph=False, device: str = "auto", batch="auto", format: str = "png", force: bool = False,
                 shard: Shard = SINGLE, argv: Optional[Sequence[str]] = None) -> ShardJob:
     """Check everything a (shard of a) whole-model job needs and return it, writing nothing.
 
@@ -339,6 +342,8 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
     ``out``, or a folder that holds renders with other settings (unless ``force``). ``lr=None`` is
     the param's own ``default_lr`` (0.005 for ``cppn``), else 0.05; ``diversity_weight=None`` is
     :data:`featvis.batch.DIVERSITY_WEIGHT` (relative to the objective); the manifest records both.
+    ``deterministic`` and ``graph`` are :func:`featvis.render`'s (``deterministic`` is a setting: it
+    can change pixels on a GPU; ``graph`` is not: it changes only how a step is launched).
     """
     import math
 
@@ -392,7 +397,7 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
     names = list(layers) or select_layers(net, layer_set, size, model)
     folder.check_writable(names)
     settings = Settings(neurons, int(size), int(steps), float(lr), param, int(diversity), float(diversity_weight),
-                        int(seed), format, dev.type)
+                        int(seed), format, dev.type, bool(deterministic))
     chosen: List[Tuple[str, List[int]]] = []
     info = {}
     for layer in names:
@@ -410,7 +415,7 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
         if shard.count > 1 and dev.type == "cuda":
             raise UsageError(f"--batch auto with shard {shard}: every shard must cut the job into the same batches, "
                              "and free GPU memory differs between processes; give --batch N (featvis plan suggests one)")
-        n = min(auto_batch(net, layer, settings, dev) for layer, _ in chosen)
+        n = min(auto_batch(net, layer, settings, dev, len(chans)) for layer, chans in chosen)
     else:
         n = int(batch)
     # "sha256" is a digest of the loaded tensors (which network); "file_sha256" the file's own bytes
@@ -433,7 +438,7 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
     }
     recorded = {} if old is None else {layer: dict(sec.get("images", {})) for layer, sec in old.get("layers", {}).items()}
     return ShardJob(net, chosen, plan_batches(chosen, n, settings.diversity), shard, out, n, dev, settings, header,
-                    job, run_record, info, recorded, force)
+                    job, run_record, info, recorded, force, graph)
 
 
 def prepare(model: str, layer: str, channels: str = "all", out="renders", **options) -> ShardJob:
@@ -499,6 +504,7 @@ def render_command(args, argv: Optional[Sequence[str]] = None) -> int:
                       layer_set=args.layers, neurons=args.neurons, size=args.size, steps=args.steps, lr=args.lr,
                       param=args.param, diversity=args.diversity,
                       diversity_weight=args.diversity_weight, seed=args.seed,
+                      deterministic=args.deterministic, graph=args.graph,
                       device=device_for(shard, args.device), batch=args.batch, format=args.format,
                       force=args.force, shard=shard, argv=argv)
     names = [layer for layer, _ in job.layers]

@@ -11,7 +11,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Union
 import torch
 from tqdm.auto import tqdm
 
-from .accel import check_precision, model_runner
+from .accel import check_precision, deterministic_mode, model_runner
 from .hooks import INPUT, capture
 from .io import save_image, to_pil
 from .models import as_model, pick_device
@@ -20,8 +20,10 @@ from .models.state import frozen  # noqa: F401  (featvis.render.frozen: where to
 from .objectives import as_objective
 from .param import fit_images, fourier, image_tensor
 from .rng import RandomSource, image_seeds
-from .transforms import compose, standard
+from .step import WARMUP, Stepper, upload
+from .transforms import compose, run_transforms, standard, why_not_capturable
 from .transforms.alpha import GRAY, collapse_alpha, composite
+from .transforms.geometric import sampling
 
 #: Loss values are read back (a host-device sync on CUDA) only this often.
 CHECK_EVERY = 16
@@ -57,7 +59,11 @@ class Result:
         return [save_image(img, path.with_name(f"{path.stem}_{i}{path.suffix}")) for i, img in enumerate(self.images)]
 
 
-def _optimizer(optimizer, params, lr):
+def _optimizer(optimizer, params, lr, device, capture: bool):
+    if optimizer is None and device.type == "cuda":
+        # One fused kernel for the whole update instead of a few per tensor; capturable (its step
+        # count on the GPU) when the step is replayed from a CUDA graph.
+        return torch.optim.Adam(params, lr=lr, fused=True, capturable=capture)
     if optimizer is None:
         return torch.optim.Adam(params, lr=lr)
     if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
@@ -138,7 +144,8 @@ def _with_grad(fn):
 def render(model, objective, param=None, transforms=None, steps: int = 512, lr: Optional[float] = None,
            optimizer=None, seed=None, device=None, progress: Union[bool, Callable[[int], None]] = True,
            snapshots: Iterable[int] = (), precision: str = "fp32", init=None,
-           compile: Union[bool, str] = False) -> Result:
+           compile: Union[bool, str] = False, deterministic: Union[bool, str] = True,
+           graph: Union[bool, str] = False) -> Result:
     """Optimize images so that ``objective`` is as large as possible; returns a :class:`Result`.
 
     ``objective``: an :class:`~featvis.objectives.Objective` or ``"layer:channel"`` /
@@ -156,6 +163,13 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     the plain model with a warning if compilation fails (see :mod:`featvis.accel`): on 2 CPU cores
     InceptionV1 steps take 0.55-0.7x the time, after about a minute of compiling per layer and
     batch size (kept for later renders in the process), so it pays off over whole layers.
+    ``deterministic`` (default True): deterministic kernels only, so that the same seed on the
+    same device gives the same bytes (on CUDA also cuDNN's fixed algorithms and a gather-based
+    warp; an op without a deterministic kernel raises, naming it; ``"warn"`` warns instead).
+    ``graph``: ``True`` captures the whole step in a CUDA graph after a few eager steps and replays
+    it (one launch per step; off CUDA the same static-buffer step runs eagerly), ``"auto"`` does
+    so on CUDA where the transforms allow; a failed capture warns and runs eagerly (:mod:`featvis.step`).
+
 
     >>> result = featvis.render(model, "mixed4a:476", steps=256, seed=0)
     >>> result.save("mixed4a_476.png")
@@ -167,44 +181,55 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     param, rng = _prepare_param(param, objective, init, seed, device)
     transforms = standard() if transforms is None else (compose(transforms) if isinstance(transforms, (list, tuple)) else transforms)
     lr = lr if lr is not None else (getattr(param, "default_lr", None) or DEFAULT_LR)
-    opt = _optimizer(optimizer, param.parameters(), lr)
+    mode = _step_mode(graph, device, transforms)
+    opt = _optimizer(optimizer, param.parameters(), lr, device, mode == "graph")
     over_background = collapse_alpha()
     wanted, snaps, flags = set(snapshots), {}, []
 
-    def score(run, image, transform, of=objective):
+    def score(run, image, transform, feed=upload, of=objective):
         seen = image
         if image.shape[1] == 4:  # RGBA: the model sees RGB over a background
-            seen = over_background(image, rng) if transform else composite(image, GRAY)
-        acts = run(transform(seen, rng)) if transform else run.plain(seen)
+            seen = over_background.run(image, rng, feed) if transform else composite(image, GRAY)
+        capturing = getattr(feed, "capturing", False)
+        acts = run(run_transforms(transform, seen, rng, feed, capturing)) if transform else run.plain(seen)
         return of({**acts, INPUT: image})  # (B,)
 
-    with frozen(model, device), relu_redirection(model) as redirect, \
-            model_runner(model, objective.layers, device, precision, compile) as run, \
+    first_step = [True]  # the dead-unit check reads the first (always eager) step's input gradient
+
+    def step(feed):  # param -> transforms -> model -> objective -> backward -> Adam
+        image = param()
+        check, first_step[0] = first_step[0], False
+        if check and image.requires_grad and not image.is_leaf:
+            image.retain_grad()
+        values = score(run, image, transforms, feed)
+        opt.zero_grad(set_to_none=True)
+        (-values.sum()).backward()
+        if check:
+            _warn_dead(objective, values, image.grad)
+        opt.step()
+        return image, values
+
+    with frozen(model, device), deterministic_mode(device, deterministic), \
+            sampling(_sampler(device, deterministic, mode)), relu_redirection(model) as redirect, \
+            model_runner(model, objective.layers, device, precision, compile, autotune=not deterministic) as run, \
             tqdm(total=steps, disable=progress is not True, desc=objective.name[:40], leave=False) as bar:
         with torch.no_grad():  # the bare image's maps: where @x,y point; a bad position fails here, not at the end
             first = param()
             acts = run.plain(composite(first, GRAY) if first.shape[1] == 4 else first)
             objective.bind({k: tuple(v.shape[1:]) for k, v in acts.items()})
             objective({**acts, INPUT: first})
-        for step in range(steps):
-            redirect(step)  # Lucid's redirected ReLU for the model's first `redirect_steps` steps
-            image = param()
-            if step in wanted:
-                snaps[step] = image.detach().float().cpu()
-            if step == 0 and image.requires_grad and not image.is_leaf:
-                image.retain_grad()
-            values = score(run, image, transforms)
-            opt.zero_grad(set_to_none=True)
-            (-values.sum()).backward()
-            if step == 0:
-                _warn_dead(objective, values, image.grad)
-            opt.step()
+        stepper = Stepper(step, device, mode, max(WARMUP, getattr(model, "redirect_steps", 0)))
+        for i in range(steps):
+            redirect(i)  # Lucid's redirected ReLU for the model's first `redirect_steps` steps
+            image, values = stepper(i)
+            if i in wanted:
+                snaps[i] = image.detach().float().cpu()
             flags.append(~torch.isfinite(values).all())  # stays on the device until checked
             bar.update()
             if callable(progress):
                 progress(1)
-            if len(flags) == CHECK_EVERY or step == steps - 1:
-                _nonfinite_error(objective, flags, step + 1 - len(flags), values)
+            if len(flags) == CHECK_EVERY or i == steps - 1:
+                _nonfinite_error(objective, flags, i + 1 - len(flags), values)
                 flags.clear()
                 bar.set_postfix(objective=f"{values.detach().mean().item():.4g}")
         with torch.no_grad():
@@ -230,6 +255,28 @@ def _warn_dead(objective, values: torch.Tensor, grad: Optional[torch.Tensor]) ->
                   "the ReLU", RuntimeWarning, stacklevel=3)
 
 
+def _step_mode(graph, device, transforms):
+    """The :class:`~featvis.step.Stepper` mode for ``render(graph=...)``: eager, with a warning
+    for ``graph=True``, where the transforms cannot be captured."""
+    if graph not in (True, False, "auto"):
+        raise ValueError(f"graph={graph!r}: expected True, False or 'auto'")
+    why_not = why_not_capturable(transforms) if graph else None
+    if graph == "auto":
+        return "graph" if device.type == "cuda" and why_not is None else "eager"
+    if graph and why_not:  # decided before the optimizer is made: an eager loop gets eager Adam
+        warnings.warn(f"cannot capture the render step ({why_not}); running it eagerly", RuntimeWarning, stacklevel=3)
+        return "eager"
+    return "graph" if graph else "eager"
+
+
+def _sampler(device, deterministic, mode) -> str:
+    """How warps sample: by gather where grid_sample's backward would not be deterministic (CUDA),
+    by a host-inverted grid where a CUDA graph must not invert on the device, else kornia."""
+    if device.type == "cuda" and deterministic:
+        return "gather"
+    return "grid" if mode == "graph" and device.type == "cuda" else "kornia"
+
+
 #: ``auto_batch`` on the CPU: the time per image falls little with the batch (InceptionV1 mixed4a at
 #: 224 px on 2 cores: 0.091 s per step for one image, 1.24 s for 16, i.e. 0.85x per image) while
 #: memory grows linearly (about 1 GB above the loaded model at batch 16), so a small batch (the
@@ -240,7 +287,7 @@ CPU_BATCH = 8
 CUDA_HEADROOM = 0.8
 
 
-def auto_batch(model, layer: str, size: int = 128, device=None, max_batch: int = 256,
+def auto_batch(model, layer: str, size: int = 128, device=None, max_batch: Optional[int] = None,
                param=None, objective=None) -> int:
     """How many images to render as one batch (``--batch auto``): ``layer``'s channels at ``size``
     px with the default transforms.
@@ -248,13 +295,14 @@ def auto_batch(model, layer: str, size: int = 128, device=None, max_batch: int =
     On CUDA, from memory: one trial step at batch 1 and one at batch 2 give the fixed and the
     per-image peak memory (peak memory grows linearly in the batch), and the batch fills
     :data:`CUDA_HEADROOM` of the memory free at that moment. On the CPU, where the time per image
-    barely falls with the batch, :data:`CPU_BATCH`. Always between 1 and ``max_batch``.
+    barely falls with the batch, :data:`CPU_BATCH`. Always between 1 and ``max_batch`` (``None``:
+    no cap on CUDA).
     ``param(n)`` and ``objective(n)`` make the trial's param and objective for n images (default:
     a Fourier image of ``size`` px, channel 0 of ``layer``).
     """
     device = pick_device(device)
     if device.type != "cuda":
-        return max(1, min(CPU_BATCH, max_batch))
+        return max(1, min(CPU_BATCH, max_batch or CPU_BATCH))
     from .objectives import channel
     param = param or (lambda n: fourier(size, batch=n))
     objective = objective or (lambda n: channel(layer, [0] * n))
@@ -271,9 +319,10 @@ def auto_batch(model, layer: str, size: int = 128, device=None, max_batch: int =
     return batch_for_memory(free * CUDA_HEADROOM, peaks[1], peaks[2], max_batch)
 
 
-def batch_for_memory(budget: float, peak1: float, peak2: float, max_batch: int) -> int:
+def batch_for_memory(budget: float, peak1: float, peak2: float, max_batch: Optional[int] = None) -> int:
     """The largest batch whose peak memory, linear through ``peak1`` (batch 1) and ``peak2``
-    (batch 2), fits in ``budget`` bytes; between 1 and ``max_batch``."""
+    (batch 2), fits in ``budget`` bytes; between 1 and ``max_batch`` (``None``: no cap)."""
     per_image = max(peak2 - peak1, 1.0)
     fixed = max(peak1 - per_image, 0.0)
-    return int(max(1, min(max_batch, (budget - fixed) // per_image)))
+    fits = int((budget - fixed) // per_image)
+    return max(1, fits if max_batch is None else min(max_batch, fits))

@@ -1,3 +1,4 @@
+import os
 from collections import OrderedDict
 
 import pytest
@@ -7,6 +8,30 @@ from torch import nn
 import featvis
 
 torch.set_num_threads(1)  # small ops: threads cost more than they give, and CI has 2 cores
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device", default=None,
+                     help="device for every test: cpu, cuda, cuda:1 ... (default: what featvis picks, CUDA when present)")
+
+
+def pytest_configure(config):
+    # Through featvis's own default (FEATVIS_DEVICE, read by pick_device), so that every render
+    # without device=..., and every CLI run the tests start, lands on the chosen device.
+    from featvis.models.registry import DEVICE_ENV, pick_device
+    chosen = config.getoption("--device")
+    os.environ[DEVICE_ENV] = str(pick_device(chosen if chosen not in (None, "auto") else None))
+
+
+def suite_device() -> torch.device:
+    """The device the tests run on (``pytest --device``)."""
+    from featvis.models import pick_device
+    return pick_device(None)
+
+
+@pytest.fixture
+def device() -> torch.device:
+    return suite_device()
 
 
 class Tiny(nn.Module):

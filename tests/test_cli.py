@@ -26,6 +26,8 @@ from featvis.cli import main
 from featvis.errors import UsageError
 from featvis.job import unit_seed
 
+from .conftest import suite_device
+
 ROOT = Path(__file__).resolve().parents[1]
 SIX = ["render", "tiny", "conv2", "--channels", "0:6", "--batch", "4", "--steps", "8", "--size", "32"]
 
@@ -83,8 +85,9 @@ def test_render_writes_pngs_manifest_and_sheet(reference):
     m = json.loads((reference / "manifest.json").read_text())
     assert m["model"] == "tiny" and m["weights"]["spec"] == "default" and len(m["weights"]["sha256"]) == 64
     assert m["settings"] == {"neurons": False, "size": 32, "steps": 8, "lr": 0.05, "param": "fourier",
-                             "diversity": 1, "diversity_weight": DIVERSITY_WEIGHT, "seed": 0, "format": "png", "device": "cpu"}
-    assert m["featvis"] and m["torch"] == torch.__version__ and m["device"].startswith("cpu")
+                             "diversity": 1, "diversity_weight": DIVERSITY_WEIGHT, "seed": 0, "format": "png",
+                             "device": suite_device().type, "deterministic": True}
+    assert m["featvis"] and m["torch"] == torch.__version__ and m["device"].startswith(suite_device().type)
     assert m["runs"][0]["batch"] == 4 and m["layers"]["conv2"]["channels"] == 16
     entries = m["layers"]["conv2"]["images"]
     assert list(entries) == [str(c) for c in range(6)]

@@ -15,7 +15,7 @@ SCRIPTS = ["objectives", "diversity", "interpolation", "parameterizations", "lay
 
 def _handcoded_missing():
     try:
-        featvis.load_model("handcoded", device="cpu")
+        featvis.load_model("handcoded", device=None)
     except KeyError:
         return True
     return False
@@ -32,7 +32,7 @@ pytestmark = [
 def test_example_runs_and_writes_its_figure(script, tmp_path):
     extra = ["--image-size", "48", "--k", "3"] if script == "dataset_examples" else []
     cmd = [sys.executable, str(ROOT / "examples" / f"{script}.py"), "--model", "handcoded", "--steps", "2",
-           "--size", "32", "--device", "cpu", "--quiet", "--out", str(tmp_path), *extra]
+           "--size", "32", "--device", "auto", "--quiet", "--out", str(tmp_path), *extra]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

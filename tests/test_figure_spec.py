@@ -25,7 +25,7 @@ def spec(**over):
 
 def test_cells_maximize_their_own_units(tmp_path):
     (tmp_path / "spec.json").write_text(json.dumps(spec()))
-    args = argparse.Namespace(spec=str(tmp_path / "spec.json"), out=None, steps=None, device="cpu", quiet=True)
+    args = argparse.Namespace(spec=str(tmp_path / "spec.json"), out=None, steps=None, device=None, quiet=True)
     assert fs.run(args) == 0
     image = np.asarray(featvis.io.Image.open(tmp_path / "fig.png").convert("RGB")).astype(float)
     layout = figure_layout(2, 2, (16, 16), 2, ["red / blue", "both"], ["a", "b"], captions=True)

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def model():
-    return featvis.load_model("handcoded", device="cpu")
+    return featvis.load_model("handcoded", device=None)
 
 
 def interior(model, images, layer, margin=8):
@@ -42,7 +42,7 @@ def test_registered_and_constructed(model):
     assert [len(model.preferred[k]) for k in ("edges", "curves")] == [12, 8]
     assert [p["orientation"] for p in model.preferred["edges"][:8]] == [i * 22.5 for i in range(8)]
     assert [p["bend"] for p in model.preferred["curves"]] == [i * 45.0 for i in range(8)]
-    other = featvis.load_model("handcoded", weights=None, device="cpu")
+    other = featvis.load_model("handcoded", weights=None, device=None)
     for a, b in zip(model.state_dict().values(), other.state_dict().values()):
         assert torch.equal(a, b)  # constructed, so the same every time
     with pytest.raises(ValueError, match="constructed"):
@@ -99,7 +99,7 @@ def test_render_recovers_edge_orientations(model, param):
     n = len(prefs)
     make = {"fourier": featvis.param.fourier, "pixel": featvis.param.pixel}[param]
     result = featvis.render(model, channel("edges", list(range(n))), param=make(32, batch=n),
-                            steps=48, lr=0.05 if param == "fourier" else 0.2, seed=0, progress=False, device="cpu")
+                            steps=48, lr=0.05 if param == "fourier" else 0.2, seed=0, progress=False, device=None)
     err = metrics.orientation_error(result, prefs)
     assert err.shape == (n,)
     assert (err <= 15).all(), dict(enumerate(np.round(err, 1)))
@@ -108,7 +108,7 @@ def test_render_recovers_edge_orientations(model, param):
 def test_render_recovers_curve_bends(model):
     prefs = model.preferred["curves"]
     result = featvis.render(model, channel("curves", list(range(8))), param=featvis.param.fourier(48, batch=8),
-                            steps=96, seed=0, progress=False, device="cpu")
+                            steps=96, seed=0, progress=False, device=None)
     assert (metrics.bend_error(result, prefs) <= 45).all(), np.round(metrics.bend(result))
     assert (metrics.bend_strength(result) >= 0.3).all()
     # what was found beats a grating at each unit's orientation on the rendered objective
@@ -146,6 +146,6 @@ def test_selfcheck_module_entry_point():
 
 @pytest.mark.slow
 def test_selfcheck_passes():
-    rows, ok = selfcheck.run(steps=selfcheck.STEPS, device="cpu", progress=False)
+    rows, ok = selfcheck.run(steps=selfcheck.STEPS, device=None, progress=False)
     assert ok, selfcheck.format_table(rows)
     assert len(rows) == 20

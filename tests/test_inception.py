@@ -14,7 +14,7 @@ MIXED_CHANNELS = {"mixed3a": 256, "mixed3b": 480, "mixed4a": 508, "mixed4b": 512
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return featvis.load_model("inceptionv1", weights=None, device="cpu")
+    return featvis.load_model("inceptionv1", weights=None, device=None)
 
 
 def test_layers_at_224_have_the_graphs_channels_and_sizes(model):
@@ -128,7 +128,7 @@ def test_render_redirects_for_the_models_first_steps_only(model):
     h = relu.register_forward_hook(lambda m, i, o: flags.append(m.redirect and torch.is_grad_enabled()))
     try:
         model.redirect_steps = 2
-        result = featvis.render(model, "mixed3b:5", param=fourier(32), steps=4, seed=0, progress=False, device="cpu")
+        result = featvis.render(model, "mixed3b:5", param=fourier(32), steps=4, seed=0, progress=False, device=None)
     finally:
         h.remove()
         del model.redirect_steps  # back to the class default
@@ -141,7 +141,7 @@ def test_render_redirects_for_the_models_first_steps_only(model):
 def test_render_runs_on_inceptionv1_with_default_redirection(model):
     assert model.redirect_steps == 16
     result = featvis.render(model, "mixed4a_pre_relu:476", param=fourier(40), steps=3, seed=1, progress=False,
-                            device="cpu")
+                            device=None)
     assert result.images.shape == (1, 3, 40, 40)
     assert torch.isfinite(result.values).all()
 

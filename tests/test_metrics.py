@@ -81,7 +81,7 @@ def test_spectrum_slope_white_vs_1_over_f2(seed):
 
 
 def test_activation_ratio_of_a_linear_unit():
-    model = featvis.load_model("handcoded", device="cpu")
+    model = featvis.load_model("handcoded", device=None)
     full = hc.grating(45)
     half = 0.25 + 0.5 * full  # half the contrast about gray: the edge unit is linear there
     other = hc.grating(135)
@@ -106,7 +106,7 @@ class Checker(nn.Module):
 
 
 def test_robustness_separates_features_from_pixel_patterns():
-    edges = featvis.load_model("handcoded", device="cpu")
+    edges = featvis.load_model("handcoded", device=None)
     grating = hc.grating(0, 48, phase=0.5)[None]
     r_grating = metrics.robustness(edges, grating, channel("edges", 0), n=16)
     checker_model = featvis.wrap(Checker(), normalize=None)

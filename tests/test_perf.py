@@ -176,11 +176,11 @@ def test_truncated_graph_computes_what_the_hooked_model_computes():
     assert "net_2" in prefix.code and "net_3" not in prefix.code  # nothing after layer "2"
 
 
-def test_channels_last_does_not_change_the_images(monkeypatch):
+def test_channels_last_does_not_change_the_images(monkeypatch, device):
     model = featvis.wrap(tiny_net())
     results = {}
     for device_says in (True, False):
-        monkeypatch.setitem(accel.CHANNELS_LAST, "cpu", device_says)
+        monkeypatch.setitem(accel.CHANNELS_LAST, device.type, device_says)
         seen = []
         results[device_says] = render_tiny(model, probe("4", seen) + channel("4", [0, 1])).images
         assert all(a["4"].is_contiguous(memory_format=torch.channels_last) == device_says for a in seen)
@@ -240,8 +240,8 @@ def test_compile_failure_in_the_backward_also_falls_back(monkeypatch):
     torch.testing.assert_close(fallback.images, plain.images, rtol=0, atol=0)
 
 
-def test_a_channels_last_model_stays_channels_last(monkeypatch):
-    monkeypatch.setitem(accel.CHANNELS_LAST, "cpu", True)
+def test_a_channels_last_model_stays_channels_last(monkeypatch, device):
+    monkeypatch.setitem(accel.CHANNELS_LAST, device.type, True)
     model = featvis.wrap(tiny_net()).to(memory_format=torch.channels_last)
     render_tiny(model, channel("4", 0))
     assert model.net[0].weight.is_contiguous(memory_format=torch.channels_last)

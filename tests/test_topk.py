@@ -67,7 +67,7 @@ def test_find_images_walks_any_depth_and_ignores_other_files(folder):
 
 def test_topk_finds_the_built_image_first_and_skips_unreadable_files(folder):
     reported = []
-    result = tk.topk(colour_net(), "pool", folder, k=3, size=SIZE, batch=4, device="cpu", progress=False,
+    result = tk.topk(colour_net(), "pool", folder, k=3, size=SIZE, batch=4, device=None, progress=False,
                      report=lambda p, why: reported.append(p.name))
     assert reported == ["broken.jpg"] and [p.name for p, _ in result.skipped] == ["broken.jpg"]
     red, blue = result.entries(0)[0], result.entries(1)[0]
@@ -89,7 +89,7 @@ def test_topk_memory_is_bounded_by_k_and_batch_not_by_the_folder(tmp_path):
         root.mkdir()
         for i in range(n):
             Image.fromarray(gray_noise(rng, 16, 16)).save(root / f"{i}.png")
-        result = tk.topk(colour_net(), "pool", root, k=3, size=16, batch=4, device="cpu", progress=False)
+        result = tk.topk(colour_net(), "pool", root, k=3, size=16, batch=4, device=None, progress=False)
         assert result.values.numel() == result.images.numel() == 3 * 3  # channels x k, whatever n is
         peaks.append(result.peak_items)
     assert peaks[0] == peaks[1] == 3 * 3 * (3 + 4)  # (values, images, positions) x C x (k + batch)
@@ -111,9 +111,9 @@ def test_receptive_field_of_known_layers():
     net = nn.Sequential(nn.Conv2d(3, 4, 5), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=2), nn.ReLU(),
                         nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1))
     model = featvis.wrap(net, normalize=None)
-    rf = tk.receptive_field(model, "0", size=32, device="cpu")
+    rf = tk.receptive_field(model, "0", size=32, device=None)
     assert rf.extent == (5, 5) and rf.stride == (1.0, 1.0) and rf.origin == (2.5, 2.5)
-    rf = tk.receptive_field(model, "5", size=32, device="cpu")  # 5 + 2*1 + 1*2 + 2*4 = 17 px, stride 4
+    rf = tk.receptive_field(model, "5", size=32, device=None)  # 5 + 2*1 + 1*2 + 2*4 = 17 px, stride 4
     assert rf.extent == (17, 17) and rf.stride == (4.0, 4.0) and rf.map_size == (6, 6)
     assert rf.box(0, 0) == (0, 0, 17, 17) and rf.box(5, 5) == (15, 15, 32, 32)
 
@@ -136,7 +136,7 @@ def test_write_topk_keeps_the_render_records_and_writes_crops(folder, tmp_path):
         sha = rf.save_image("pool/0.png", torch.zeros(3, 8, 8))
         rf.record_images("pool", {"0": {"channel": 0, "k": 0, "seed": 1, "value": 0.5, "file": "pool/0.png",
                                         "sha256": sha, "run": 0}}, sheet=False)
-    result = tk.topk(colour_net(), "pool", folder, channels=[0, 1], k=2, size=SIZE, batch=8, device="cpu",
+    result = tk.topk(colour_net(), "pool", folder, channels=[0, 1], k=2, size=SIZE, batch=8, device=None,
                      progress=False, report=lambda *a: None)
     tk.write_topk(result, out, model_name="colour_net")
     manifest = json.loads((out / "manifest.json").read_text())
@@ -155,7 +155,7 @@ def test_write_topk_keeps_the_render_records_and_writes_crops(folder, tmp_path):
 
 def test_examples_sheet_puts_each_visualization_beside_its_crops(folder, tmp_path):
     out = tmp_path / "render"
-    result = tk.topk(colour_net(), "pool", folder, channels=[0, 2], k=3, size=SIZE, device="cpu",
+    result = tk.topk(colour_net(), "pool", folder, channels=[0, 2], k=3, size=SIZE, device=None,
                      progress=False, report=lambda *a: None)
     tk.write_topk(result, out)
     Image.new("RGB", (SIZE, SIZE), (0, 128, 0)).save(out / "pool" / "0.png")  # channel 2 is "not rendered"
@@ -176,7 +176,7 @@ def test_cli_run(folder, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     tk.add_arguments(parser)
     args = parser.parse_args(["colour_net_for_tests", "pool", "--images", str(folder), "--k", "2", "--size", str(SIZE),
-                              "--out", str(tmp_path / "o"), "--device", "cpu", "--quiet"])
+                              "--out", str(tmp_path / "o"), "--device", "auto", "--quiet"])
     assert tk.run(args) == 0
     assert "14 images read, 1 skipped" in capsys.readouterr().out
     assert json.loads((tmp_path / "o" / "manifest.json").read_text())["topk"]["pool"]["model"] == "colour_net_for_tests"
@@ -186,9 +186,9 @@ def test_cli_run(folder, tmp_path, capsys):
 
 
 def test_crop_overrides_the_receptive_field(folder):
-    result = tk.topk(colour_net(), "pool", folder, channels=[0], k=1, size=SIZE, crop=4, device="cpu",
+    result = tk.topk(colour_net(), "pool", folder, channels=[0], k=1, size=SIZE, crop=4, device=None,
                      progress=False, report=lambda *a: None)
     left, top, right, bottom = result.entries(0)[0]["box"]
     assert (right - left, bottom - top) == (4, 4) and 10 <= left and right <= 20 and 30 <= top and bottom <= 40
     with pytest.raises(ValueError, match="crop"):
-        tk.topk(colour_net(), "pool", folder, crop=0, device="cpu", progress=False, report=lambda *a: None)
+        tk.topk(colour_net(), "pool", folder, crop=0, device=None, progress=False, report=lambda *a: None)

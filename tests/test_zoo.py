@@ -54,7 +54,7 @@ def test_unknown_model_names_close_matches():
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in TORCHVISION])
 def test_torchvision_models_build_random_and_list_blocks(name):
-    model = featvis.load_model(name, weights=None, device="cpu")
+    model = featvis.load_model(name, weights=None, device=None)
     assert not model.training and not any(p.requires_grad for p in model.parameters())
     table = {info.name: info for info in featvis.layers(model, size=64)}
     n_blocks, channels, logits = TORCHVISION[name]
@@ -67,7 +67,7 @@ def test_torchvision_models_build_random_and_list_blocks(name):
 
 
 def test_batchnorm_statistics_stay_frozen_after_train():
-    model = featvis.load_model("resnet18", weights=None, device="cpu").train()
+    model = featvis.load_model("resnet18", weights=None, device=None).train()
     bn = model.net.bn1
     before = bn.running_mean.clone()
     model(torch.rand(2, 3, 32, 32))
@@ -82,20 +82,20 @@ def _same_outputs(a, b, size=64):
 
 @pytest.mark.parametrize("name", ["inceptionv1", "resnet18"])
 def test_state_dict_round_trips_through_weights_path(name, tmp_path):
-    model = featvis.load_model(name, weights=None, device="cpu")
+    model = featvis.load_model(name, weights=None, device=None)
     path = tmp_path / "net.pth"
     torch.save(model.net.state_dict(), path)
-    again = featvis.load_model(name, weights=str(path), device="cpu")
+    again = featvis.load_model(name, weights=str(path), device=None)
     assert again.net.state_dict().keys() == model.net.state_dict().keys()
     _same_outputs(model, again)
     torch.save(model.state_dict(), tmp_path / "featvis.pth")  # a featvis model's own state dict too
-    _same_outputs(model, featvis.load_model(name, weights=tmp_path / "featvis.pth", device="cpu"))
+    _same_outputs(model, featvis.load_model(name, weights=tmp_path / "featvis.pth", device=None))
 
 
 def test_googlenet_loads_torchvision_state_dicts_with_aux_heads(tmp_path):
     tv = torchvision.models.googlenet(weights=None, aux_logits=True, transform_input=True, init_weights=False).eval()
     torch.save(tv.state_dict(), tmp_path / "googlenet.pth")
-    model = featvis.load_model("googlenet", weights=tmp_path / "googlenet.pth", device="cpu")
+    model = featvis.load_model("googlenet", weights=tmp_path / "googlenet.pth", device=None)
     assert model.net.aux1 is None
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
@@ -165,17 +165,17 @@ def test_checksum_rejects_a_wrong_file_and_keeps_nothing(tmp_path, hub, monkeypa
 
 
 def test_default_weights_download_once_then_load_from_the_cache(tmp_path, hub, monkeypatch):
-    model = featvis.load_model("inceptionv1", weights=None, device="cpu")
+    model = featvis.load_model("inceptionv1", weights=None, device=None)
     local = tmp_path / "inception5h.pth"
     torch.save(model.net.state_dict(), local)
     payload = local.read_bytes()
     url = _served(tmp_path, payload)
     monkeypatch.setattr(W, "INCEPTION5H", W.Checkpoint(url, "inception5h.pth", hashlib.sha256(payload).hexdigest()))
-    _same_outputs(model, featvis.load_model("inceptionv1", device="cpu"))
+    _same_outputs(model, featvis.load_model("inceptionv1", device=None))
     assert _files(hub) == ["inception5h.pth"]
     # second time: from the cache, the URL is not needed any more
     monkeypatch.setattr(W, "INCEPTION5H", dataclasses.replace(W.INCEPTION5H, url="http://127.0.0.1:9/gone"))
-    _same_outputs(model, featvis.load_model("inceptionv1", device="cpu"))
+    _same_outputs(model, featvis.load_model("inceptionv1", device=None))
 
 
 def test_unpinned_checksum_warns_with_the_hash_it_got(tmp_path, hub, monkeypatch):

@@ -88,7 +88,14 @@ class LRN(nn.Module):
     """Local response normalization across channels, with the graph's constants."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.local_response_norm(x, LRN_SIZE, alpha=LRN_ALPHA, beta=LRN_BETA, k=LRN_K)
+        # F.local_response_norm's arithmetic, with its window sum over channels done by a 2-d
+        # average pool on (B, 1, C, H*W) instead of its 3-d one: avg_pool3d has no deterministic
+        # CUDA backward (torch.use_deterministic_algorithms raises), avg_pool2d has.
+        B, C, H, W = x.shape
+        div = (x * x).reshape(B, 1, C, H * W)
+        div = F.pad(div, (0, 0, LRN_SIZE // 2, (LRN_SIZE - 1) // 2))
+        div = F.avg_pool2d(div, (LRN_SIZE, 1), stride=1).reshape(B, C, H, W)
+        return x / div.mul(LRN_ALPHA).add(LRN_K).pow(LRN_BETA)
 
 
 class Concat(nn.Module):

@@ -84,12 +84,20 @@ def list_models() -> List[Tuple[str, str]]:
     return [(e.name, e.description) for e in _REGISTRY.values()]
 
 
+#: Environment variable naming the device that ``device=None`` / ``"auto"`` picks (e.g. ``cpu`` to
+#: keep featvis off a GPU, as ``pytest --device cpu`` does for the test suite and its CLI runs).
+DEVICE_ENV = "FEATVIS_DEVICE"
+
+
 def pick_device(device=None) -> "torch.device":
-    """``None`` or ``"auto"``: CUDA when present, else CPU; anything else as given."""
+    """``None`` or ``"auto"``: ``$FEATVIS_DEVICE`` if set, else CUDA when present, else CPU;
+    anything else as given."""
     import torch
 
     if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = os.environ.get(DEVICE_ENV, "").strip() or None
+        if device is None or device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' was asked for but torch sees no CUDA device; use device='cpu' or None")

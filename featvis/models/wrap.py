@@ -65,6 +65,10 @@ class FeatvisModel(nn.Module):
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         if self.mean is None:
             return images
+        if isinstance(images, torch.Tensor) and self.mean.device != images.device:  # (not when fx traces)
+            # ``net`` was moved without its wrapper (``wrap(net)``, then ``net.cuda()``): the
+            # statistics follow the images, once.
+            self.mean, self.std = self.mean.to(images.device), self.std.to(images.device)
         return (images - self.mean) / self.std
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -95,9 +99,21 @@ def wrap(module: nn.Module, normalize=(IMAGENET_MEAN, IMAGENET_STD), name: Optio
         return module
     if not isinstance(module, nn.Module):
         raise TypeError(f"featvis.wrap needs an nn.Module, got {type(module).__name__}")
-    model = FeatvisModel(module, normalize, name=name)
-    model.training = module.training  # the wrapper follows the net; the net's own flags are untouched
-    return model
+    wrapped = FeatvisModel(module, normalize, name=name)
+    wrapped.training = module.training  # the wrapper follows the net; the net's own flags are untouched
+    device = module_device(module)
+    # A wrapper made around a module that is already on a GPU lives there too (render() moves a
+    # raw module, and a later evaluate() wraps it again: its statistics must not stay on the CPU).
+    return wrapped if device is None else wrapped.to(device)
+
+
+def module_device(module: nn.Module) -> Optional[torch.device]:
+    """The device of ``module``'s first parameter or buffer; ``None`` if it has neither."""
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return None
 
 
 def as_model(model: nn.Module) -> FeatvisModel:

@@ -40,7 +40,10 @@ class LowResTensor(nn.Module):
     def forward(self, B: int, H: int, W: int) -> torch.Tensor:
         t = self.values  # (n, C, h, w)
         if tuple(t.shape[-2:]) != (H, W):  # upsample the n values before spreading them over B images
-            t = F.interpolate(t, size=(H, W), mode="bilinear", align_corners=False)
+            if t.is_cuda and torch.are_deterministic_algorithms_enabled():
+                t = bilinear_by_matmul(t, (H, W))  # upsample_bilinear2d has no deterministic CUDA backward
+            else:
+                t = F.interpolate(t, size=(H, W), mode="bilinear", align_corners=False)
         n = t.shape[0]
         if n == 1:
             return t.expand(B, -1, -1, -1)
@@ -50,6 +53,18 @@ class LowResTensor(nn.Module):
         lo = pos.floor().long().clamp(max=n - 2)
         frac = (pos - lo).view(B, 1, 1, 1)
         return t[lo] * (1 - frac) + t[lo + 1] * frac  # (B, C, H, W)
+
+
+def bilinear_by_matmul(t: torch.Tensor, size) -> torch.Tensor:
+    """``F.interpolate(t, size, mode="bilinear", align_corners=False)`` as two matrix products
+    (rows, then columns), whose backward is deterministic on CUDA. Equal up to float rounding."""
+    (H, W), (h, w) = size, t.shape[-2:]
+    with torch.no_grad():  # each matrix: the interpolation of unit impulses, (H, h) and (W, w)
+        rows = F.interpolate(torch.eye(h, device=t.device, dtype=t.dtype)[None, None], size=(H, h),
+                             mode="bilinear", align_corners=False)[0, 0]
+        cols = F.interpolate(torch.eye(w, device=t.device, dtype=t.dtype)[None, None], size=(W, w),
+                             mode="bilinear", align_corners=False)[0, 0]
+    return rows @ t @ cols.T  # (n, C, H, W)
 
 
 def shared_generator(rng: RandomSource, tag: int) -> torch.Generator:

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import inspect
 
-from typing import Callable, List
+from typing import Callable, List, Optional
 
-from .alpha import collapse_alpha, composite, random_background
+from .alpha import CollapseAlpha, collapse_alpha, composite, random_background
 from .blur import blur, box_blur
-from .geometric import Geometric, jitter, pad, random_rotate, random_scale, warp_chain
-from ..rng import as_source
+from .geometric import Geometric, apply_warp, chain_inputs, chain_size, jitter, pad, random_rotate, random_scale, warp_chain
+from ..rng import as_source, to_device
+
+
+class NotCapturable(RuntimeError):
+    """A transform draws random numbers outside the feed, so a CUDA graph cannot replay it."""
 
 
 class Compose:
@@ -30,19 +34,60 @@ class Compose:
                 raise TypeError(f"transform {t!r} is not callable; expected image -> image")
 
     def __call__(self, image, rng=None):
-        rng = as_source(rng, image.shape[0], image.device)
+        return self.run(image, as_source(rng, image.shape[0], image.device), _UPLOAD)
+
+    def run(self, image, rng, feed, capturing: bool = False):
+        """``self(image, rng)`` with every host-to-device input of the step (a warp's matrix)
+        obtained as ``feed(make, device)``, ``make()`` computing it on the host from ``rng``'s
+        draws. ``capturing``: raise :class:`NotCapturable` for a transform that draws by itself."""
         run: List[Geometric] = []
         for t in self.transforms:
             if isinstance(t, Geometric):
                 run.append(t)
                 continue
             if run:
-                image, run = warp_chain(run, image, rng), []
+                image, run = _warp(run, image, rng, feed), []
+            if isinstance(t, CollapseAlpha):  # draws through the feed
+                image = t.run(image, rng, feed)
+                continue
+            if capturing and _takes_rng(t) and not getattr(t, "pure", False):
+                raise NotCapturable(f"transform {t!r} takes the random source and draws outside featvis's "
+                                    "feed; a CUDA graph would replay its first draws forever")
             image = _call(t, image, rng)
-        return warp_chain(run, image, rng) if run else image
+        return _warp(run, image, rng, feed) if run else image
 
     def __repr__(self):
         return "compose(" + ", ".join(map(repr, self.transforms)) + ")"
+
+
+def _warp(chain, image, rng, feed):
+    B, size = image.shape[0], tuple(image.shape[-2:])
+    M = feed(lambda: chain_inputs(chain, rng, B, size, image.dtype)[0], image.device)  # draws on the host
+    return apply_warp(chain, image, M, chain_size(chain, B, size))
+
+
+_UPLOAD = lambda make, device: to_device(make(), device)  # noqa: E731 -- the eager feed
+
+
+def why_not_capturable(transforms) -> Optional[str]:
+    """Why ``transforms`` cannot run in a captured CUDA graph (``None``: they can): each must be
+    geometric, or draw nothing (``pure = True``, or take no random source)."""
+    if not isinstance(transforms, Compose):
+        return f"transforms {transforms!r} are not a featvis compose()"
+    for t in transforms.transforms:
+        if not isinstance(t, (Geometric, CollapseAlpha)) and _takes_rng(t) and not getattr(t, "pure", False):
+            return f"transform {t!r} draws its own random numbers"
+    return None
+
+
+def run_transforms(transforms, image, rng, feed, capturing: bool = False):
+    """``transforms(image, rng)`` through ``feed`` (see :meth:`Compose.run`); any other callable
+    is called as is, and cannot be captured."""
+    if isinstance(transforms, Compose):
+        return transforms.run(image, rng, feed, capturing)
+    if capturing:
+        raise NotCapturable(f"transforms {transforms!r} are not a featvis compose(); a CUDA graph cannot feed their draws")
+    return _call(transforms, image, rng)
 
 
 def _takes_rng(t: Callable) -> bool:

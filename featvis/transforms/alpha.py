@@ -32,12 +32,22 @@ def random_background(shape, rng=None, sd: float = BACKGROUND_SD, decay_power: f
 
     >>> backgrounds = random_background((4, 3, 128, 128), rng=0)
     """
-    B, _, H, W = shape
-    rng = as_source(rng, B, device)
-    scale = _scale(H, W, float(decay_power))
-    spectrum = torch.view_as_complex(sd * rng.normal((3, H, W // 2 + 1, 2))) * scale  # (B, 3, H, W//2+1)
+    rng = as_source(rng, shape[0], device)
     # The noise is drawn on the CPU; to_device queues the upload without a host-device sync.
-    image = torch.fft.irfft2(to_device(spectrum, device or "cpu"), s=(H, W), norm="backward") * Fourier.OUTPUT_SCALE
+    return _background(to_device(_spectrum(shape, rng, sd, decay_power), device or "cpu"), shape)
+
+
+def _spectrum(shape, rng, sd: float, decay_power: float) -> torch.Tensor:
+    """The host half of :func:`random_background`: (B, 3, H, W//2+1) complex noise on the CPU."""
+    B, _, H, W = shape
+    scale = _scale(H, W, float(decay_power))
+    return torch.view_as_complex(sd * rng.normal((3, H, W // 2 + 1, 2))) * scale
+
+
+def _background(spectrum: torch.Tensor, shape) -> torch.Tensor:
+    """The device half of :func:`random_background`."""
+    H, W = shape[-2:]
+    image = torch.fft.irfft2(spectrum, s=(H, W), norm="backward") * Fourier.OUTPUT_SCALE
     return to_valid_rgb(image, decorrelated=True)
 
 
@@ -63,6 +73,15 @@ class CollapseAlpha:
             raise ValueError(f"collapse_alpha expects (B, 4, H, W) RGBA images, got shape {tuple(image.shape)}")
         bg = random_background(image.shape, rng, self.sd, device=image.device).to(image.dtype)
         return composite(image, bg)
+
+    def run(self, image: torch.Tensor, rng, feed) -> torch.Tensor:
+        """``self(image, rng)`` with the noise obtained as ``feed(make, device)`` (see
+        :meth:`featvis.transforms.Compose.run`)."""
+        if image.shape[1] == 3:
+            return image
+        shape = tuple(image.shape)
+        spectrum = feed(lambda: _spectrum(shape, rng, self.sd, 1.0), image.device)
+        return composite(image, _background(spectrum, shape).to(image.dtype))
 
     def __repr__(self):
         return f"collapse_alpha(sd={self.sd:g})"

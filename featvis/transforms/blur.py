@@ -29,6 +29,9 @@ def box_blur(image: torch.Tensor, size: int = 3) -> torch.Tensor:
 class Blur:
     """A fixed blur of every image (no randomness); not geometric, so it is not fused into warps."""
 
+    #: draws no random numbers (a CUDA graph may capture it: see :mod:`featvis.step`)
+    pure = True
+
     def __init__(self, size: int = 3):
         box_blur(torch.zeros(1, 1, 1, 1), size)  # validate now, not at the first step
         self.size = int(size)

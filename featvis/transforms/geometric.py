@@ -12,6 +12,7 @@ image's device, not dozens of small kernels, and the host never waits for the de
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import List, Sequence, Tuple
 
 import numpy as np
@@ -124,23 +125,120 @@ def chain_matrix(chain: Sequence[Geometric], rng, B: int, size: Size) -> Tuple[n
     return M, size
 
 
+#: How a warp samples the image: ``"kornia"`` (``kornia``'s ``warp_affine``, the default),
+#: ``"grid"`` (``grid_sample`` on a grid from a host-inverted matrix: no device-side inverse, so it
+#: can be captured in a CUDA graph) or ``"gather"`` (bilinear sampling by ``gather``, whose
+#: backward is deterministic on CUDA where ``grid_sample``'s is not). All three give the same
+#: images up to float rounding. Set for a block with :func:`sampling`.
+SAMPLERS = ("kornia", "grid", "gather")
+_SAMPLER = ["kornia"]
+
+
+@contextmanager
+def sampling(sampler: str):
+    """Warps in the block sample with ``sampler`` (one of :data:`SAMPLERS`); restored after."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler {sampler!r}: expected one of {', '.join(SAMPLERS)}")
+    before, _SAMPLER[0] = _SAMPLER[0], sampler
+    try:
+        yield
+    finally:
+        _SAMPLER[0] = before
+
+
+def chain_inputs(chain: Sequence[Geometric], rng, B: int, size: Size, dtype=torch.float32):
+    """The host half of a warp: this step's (B, 2, 3) matrix as a CPU tensor, and the output size.
+    For ``kornia`` it maps input to output pixels; for the other samplers output to input
+    (inverted here, in float64, rather than on the device)."""
+    M, size = chain_matrix(chain, rng, B, size)
+    if _SAMPLER[0] != "kornia":
+        M = np.linalg.inv(M)
+    return torch.from_numpy(np.ascontiguousarray(M[:, :2])).to(dtype), size
+
+
+class _NoDraws:
+    """Zeros for every draw: for sizes, which never depend on the draws."""
+
+    def __init__(self, B: int):
+        self.B = B
+
+    def uniform(self, n: int, device=None) -> torch.Tensor:
+        return torch.zeros(self.B, n)
+
+
+def chain_size(chain: Sequence[Geometric], B: int, size: Size) -> Size:
+    """The output size of a run of geometric transforms, without drawing (a feed that replays
+    buffers does not call the host half that would say it)."""
+    return chain_matrix(chain, _NoDraws(B), B, size)[1]
+
+
+def apply_warp(chain: Sequence[Geometric], image: torch.Tensor, M: torch.Tensor, size: Size) -> torch.Tensor:
+    """The device half of a warp: ``image`` resampled with :func:`chain_inputs`'s matrix ``M`` (on
+    the image's device) to ``size``."""
+    first_pad = next((t for t in chain if isinstance(t, Pad)), None)
+    pm = _PAD_MODES[first_pad.mode if first_pad else "constant"]
+    # The samplers fill with zeros: shift so that the fill is `value` in image units.
+    shift = (first_pad.value if first_pad else 0.5) if pm == "zeros" else 0.0
+    x = image - shift if shift else image
+    if _SAMPLER[0] == "kornia":
+        from kornia.geometry.transform import warp_affine  # here, not at import: kornia takes ~1 s to import
+
+        out = warp_affine(x, M, dsize=size, mode="bilinear", padding_mode=pm, align_corners=True)
+    else:
+        out = sample(x, M, size, pm, gather=_SAMPLER[0] == "gather")
+    return out + shift if shift else out
+
+
 def warp_chain(chain: Sequence[Geometric], image: torch.Tensor, rng=None) -> torch.Tensor:
     """Apply a run of geometric transforms as one warp per image."""
     if not chain:
         return image
     B = image.shape[0]
     rng = as_source(rng, B, image.device)
-    M, size = chain_matrix(chain, rng, B, tuple(image.shape[-2:]))
-    first_pad = next((t for t in chain if isinstance(t, Pad)), None)
-    pm = _PAD_MODES[first_pad.mode if first_pad else "constant"]
-    # kornia fills with zeros: shift so that the fill is `value` in image units.
-    shift = (first_pad.value if first_pad else 0.5) if pm == "zeros" else 0.0
-    M = to_device(torch.from_numpy(M[:, :2]).to(image.dtype), image.device)  # (B, 2, 3)
-    from kornia.geometry.transform import warp_affine  # here, not at import: kornia takes ~1 s to import
+    M, size = chain_inputs(chain, rng, B, tuple(image.shape[-2:]), image.dtype)
+    return apply_warp(chain, image, to_device(M, image.device), size)
 
-    out = warp_affine(image - shift if shift else image, M, dsize=size, mode="bilinear",
-                      padding_mode=pm, align_corners=True)
-    return out + shift if shift else out
+
+def sample(image: torch.Tensor, A: torch.Tensor, size: Size, padding: str = "zeros", gather: bool = False) -> torch.Tensor:
+    """Bilinear resampling of ``image`` (B, C, H, W) to ``size`` (Ho, Wo): output pixel (x, y) takes
+    the input at ``A @ (x, y, 1)`` ((B, 2, 3), pixel centres at integers, i.e. ``align_corners``).
+    ``padding``: "zeros", "border" or "reflection", as ``grid_sample``. ``gather=True`` samples with
+    ``gather`` (deterministic backward on CUDA) instead of ``grid_sample``."""
+    B, C, H, W = image.shape
+    Ho, Wo = size
+    ys, xs = torch.meshgrid(torch.arange(Ho, device=image.device, dtype=A.dtype),
+                            torch.arange(Wo, device=image.device, dtype=A.dtype), indexing="ij")
+    xs, ys = xs.reshape(1, -1), ys.reshape(1, -1)  # (1, Ho*Wo)
+    sx = A[:, 0, :1] * xs + A[:, 0, 1:2] * ys + A[:, 0, 2:]  # (B, Ho*Wo) input pixel coordinates
+    sy = A[:, 1, :1] * xs + A[:, 1, 1:2] * ys + A[:, 1, 2:]
+    if not gather:
+        grid = torch.stack([sx * (2 / max(W - 1, 1)) - 1, sy * (2 / max(H - 1, 1)) - 1], -1)
+        return F.grid_sample(image, grid.view(B, Ho, Wo, 2).to(image.dtype), mode="bilinear",
+                             padding_mode=padding, align_corners=True)
+    if padding == "border":
+        sx, sy = sx.clamp(0, W - 1), sy.clamp(0, H - 1)
+    elif padding == "reflection":
+        sx, sy = _reflect(sx, W), _reflect(sy, H)
+    x0, y0 = sx.floor(), sy.floor()
+    wx, wy = (sx - x0).to(image.dtype), (sy - y0).to(image.dtype)
+    flat = image.reshape(B, C, H * W)
+    out = None
+    for dy, dx, w in ((0, 0, (1 - wx) * (1 - wy)), (0, 1, wx * (1 - wy)), (1, 0, (1 - wx) * wy), (1, 1, wx * wy)):
+        xi, yi = x0 + dx, y0 + dy
+        inside = (xi >= 0) & (xi <= W - 1) & (yi >= 0) & (yi <= H - 1)  # zeros outside
+        idx = (yi.clamp(0, H - 1) * W + xi.clamp(0, W - 1)).long()  # (B, Ho*Wo)
+        v = flat.gather(2, idx.unsqueeze(1).expand(B, C, -1)) * (w * inside).unsqueeze(1)  # (B, C, Ho*Wo)
+        out = v if out is None else out + v
+    return out.view(B, C, Ho, Wo)
+
+
+def _reflect(c: torch.Tensor, n: int) -> torch.Tensor:
+    """Coordinates reflected into [0, n-1] (``grid_sample``'s reflection with align_corners)."""
+    if n == 1:
+        return torch.zeros_like(c)
+    span = n - 1
+    c = torch.remainder(c.abs(), 2 * span)
+    return torch.where(c > span, 2 * span - c, c).clamp(0, span)
 
 
 class Pad(Geometric):
@@ -245,4 +343,4 @@ def random_rotate(angles: Sequence[float]) -> RandomRotate:
     return RandomRotate(angles)
 
 
-__all__: List[str] = ["pad", "jitter", "random_scale", "random_rotate", "Geometric", "warp_chain"]
+__all__: List[str] = ["pad", "jitter", "random_scale", "random_rotate", "Geometric", "warp_chain", "sampling", "SAMPLERS"]
