@@ -302,28 +302,6 @@ def _normal_device(device) -> Optional[torch.device]:
     return device
 
 
-def same_device(a, b) -> bool:
-    """Whether two devices are one (``cuda`` and ``cuda:0`` are, on a one-GPU process)."""
-    return _normal_device(a) == _normal_device(b)
-
-
-@contextmanager
-def placed(model: nn.Module, device) -> Iterator[nn.Module]:
-    """``model`` on ``device`` for the block, and back where it was afterwards (the user's model
-    comes back as it was). No copy at all when it is already there (the CLI's case)."""
-    tensors = list(model.parameters()) + list(model.buffers())
-    where = {t.device for t in tensors}
-    if all(same_device(d, device) for d in where):
-        yield model
-        return
-    model.to(device)
-    try:
-        yield model
-    finally:
-        if len(where) == 1:  # a model spread over devices stays on ``device``
-            model.to(next(iter(where)))
-
-
 def _forget_compiled(model: nn.Module, compiled) -> None:
     cache = _COMPILED.get(model, {})
     for key in [k for k, v in cache.items() if v is compiled]:
