@@ -246,8 +246,14 @@ def cmd_selfcheck(sub):
     selfcheck.add_arguments(p)
 
 
+def cmd_spectrum(sub):
+    from . import spectrum
+    p = _add(sub, "spectrum", spectrum.run, "mean amplitude spectrum of a folder of natural images, for param.maco")
+    spectrum.add_arguments(p)
+
+
 #: The subcommands, in the order ``featvis --help`` lists them.
-COMMANDS: List[Callable] = [cmd_models, cmd_layers, cmd_render, cmd_sheet, cmd_topk, cmd_figure, cmd_selfcheck]
+COMMANDS: List[Callable] = [cmd_models, cmd_layers, cmd_render, cmd_sheet, cmd_topk, cmd_figure, cmd_selfcheck, cmd_spectrum]
 
 
 def parser() -> argparse.ArgumentParser:

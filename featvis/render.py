@@ -115,7 +115,7 @@ def _prepare_param(param, objective, init, seed, device):
 def render(model, objective, param=None, transforms=None, steps: int = 512, lr: Optional[float] = None,
            optimizer=None, seed=None, device=None, progress: bool = True,
            snapshots: Iterable[int] = (), precision: str = "fp32", init=None,
-           compile: Union[bool, str] = False) -> Result:
+           compile: Union[bool, str] = False, preset: Optional[str] = None) -> Result:
     """Optimize images so that ``objective`` is as large as possible; returns a :class:`Result`.
 
     ``objective``: an :class:`~featvis.objectives.Objective` or ``"layer:channel"`` /
@@ -137,6 +137,10 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     >>> result.save("mixed4a_476.png")
     """
     objective, device = as_objective(objective), pick_device(device)
+    if preset is not None:  # resolved into plain arguments before anything else
+        from .presets import resolve
+        param, transforms, steps, lr, optimizer = resolve(preset, objective.batch_size or 1, param, transforms,
+                                                          steps, lr, optimizer).values()
     check_precision(precision)
     model = as_model(model).to(device)
     param, rng = _prepare_param(param, objective, init, seed, device)
