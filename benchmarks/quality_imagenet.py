@@ -91,6 +91,13 @@ def natural_folder(path, cls):
                         for f in files])
 
 
+def _worker(name, classes, args):
+    """One preset in its own process (``--jobs``): models loaded there, one torch thread."""
+    torch.set_num_threads(max(1, args.threads))
+    mobilenet, squeezenet, _ = load_models()
+    return run_preset(name, mobilenet, squeezenet, classes, args)
+
+
 def run_preset(name, mobilenet, squeezenet, classes, args):
     obj = class_logit(classes)
     kw = presets.resolve(name, batch=len(classes), steps=args.steps, size=args.size)
@@ -133,6 +140,8 @@ def main(argv=None):
     ap.add_argument("--sheet", default="quality_imagenet_sheet.png", help="labelled sheet (PNG)")
     ap.add_argument("--json", help="write the per-image numbers here")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--jobs", type=int, default=1, help="presets rendered at once, each in its own process (default: 1)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per process with --jobs (default: 1)")
     args = ap.parse_args(argv)
     args.size = args.size or None
     torch.manual_seed(args.seed)
@@ -140,8 +149,16 @@ def main(argv=None):
     mobilenet, squeezenet, labels = load_models()
     classes = CLASSES[:args.classes]
     rows, grid, captions, titles = [], [], [], []
-    for name in args.presets.split(","):
-        row, images, chans = run_preset(name, mobilenet, squeezenet, classes, args)
+    names = args.presets.split(",")
+    if args.jobs > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+            done = [pool.submit(_worker, name, classes, args) for name in names]
+            results = [f.result() for f in done]
+    else:
+        results = [run_preset(name, mobilenet, squeezenet, classes, args) for name in names]
+    for name, (row, images, chans) in zip(names, results):
         rows.append(row)
         grid.append(list(images) + [im for _, _, ims in chans for im in ims])
         captions.append([f"p={p:.2f}" for p in row["squeezenet"]] + [f"{l.split('.')[-1]}:{c}" for l, cs, _ in chans for c in cs])

@@ -86,7 +86,7 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
     Preset("lucid", "Lucid's recipe: Fourier 1/f image, decorrelated, standard transforms, Adam 0.05, 128 px",
            lambda size, batch: fourier(size, batch=batch), standard, 0.05, 128),
     Preset("maco", "MACO phase-only image under a 1/f spectrum, 224 px, random crops/flips/noise, warm-up + cosine lr",
-           lambda size, batch: maco(size, batch=batch), _strong, 0.1, 224, schedule=warmup_cosine),
+           lambda size, batch: maco(size, batch=batch), _strong, 1.0, 224, schedule=warmup_cosine),
     Preset("fourier-crops", "Lucid's Fourier image with maco's transforms and schedule, 224 px",
            lambda size, batch: fourier(size, batch=batch), _strong, 0.05, 224, schedule=warmup_cosine),
 ]}
