@@ -7,11 +7,14 @@ different network, SqueezeNet), not by looking at hand-picked classes:
 
 - ``lucid``: Lucid's recipe (Fourier 1/f image, decorrelated colour, standard transforms, Adam
   0.05, 128 px) - the one to use on InceptionV1, where it was tuned.
-- ``maco``: MACO (:func:`featvis.param.maco`, phase only under a fixed natural spectrum) at 224 px
-  through random crops (50-100% of the side), flips and pixel noise, Adam with a warm-up and a
-  cosine decay - readable pictures on modern networks.
-- ``fourier-crops``: the Fourier image of ``lucid`` through ``maco``'s transforms and schedule
-  (what the fixed spectrum adds, side by side).
+- ``fourier-crops``: the Fourier image of ``lucid`` at 224 px through random crops (50-100% of the
+  side), flips, a small rotation and pixel noise, Adam with a warm-up and a cosine decay - the
+  best on modern networks by the benchmark (MobileNetV2, 8 classes, 128 steps, 128 px: SqueezeNet
+  reads its pictures as their class with mean probability 0.20, against 0.014 for ``lucid`` and
+  0.037 for ``maco``; see README).
+- ``maco``: MACO (:func:`featvis.param.maco`, phase only under a fixed natural spectrum) with the
+  transforms and schedule of ``fourier-crops``: the most natural spectrum (slope -1.87 against
+  -1.70), but a busy, full-contrast background; show it with its transparency map.
 """
 from __future__ import annotations
 
