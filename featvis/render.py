@@ -139,8 +139,8 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     objective, device = as_objective(objective), pick_device(device)
     if preset is not None:  # resolved into plain arguments before anything else
         from .presets import resolve
-        param, transforms, steps, lr, optimizer = resolve(preset, objective.batch_size or 1, param, transforms,
-                                                          steps, lr, optimizer).values()
+        kw = resolve(preset, objective.batch_size or 1, param, transforms, steps, lr, optimizer)
+        param, transforms, steps, optimizer = kw["param"], kw["transforms"], kw["steps"], kw["optimizer"]
     check_precision(precision)
     model = as_model(model).to(device)
     param, rng = _prepare_param(param, objective, init, seed, device)
