@@ -297,9 +297,14 @@ def cmd_circuit(sub):
     p.fill = _lazy("circuit_figure", "add_arguments")
 
 
+def cmd_spectrum(sub):
+    p = _add(sub, "spectrum", _lazy("spectrum", "run"), "mean amplitude spectrum of a folder of natural images, for param.maco")
+    p.fill = _lazy("spectrum", "add_arguments")
+
+
 #: The subcommands, in the order ``featvis --help`` lists them.
 COMMANDS: List[Callable] = [cmd_models, cmd_layers, cmd_render, cmd_sheet, cmd_topk, cmd_figure, cmd_circuit,
-                            cmd_selfcheck, cmd_merge, cmd_plan]
+                            cmd_selfcheck, cmd_merge, cmd_plan, cmd_spectrum]
 
 
 def parser() -> argparse.ArgumentParser:

@@ -10,6 +10,9 @@
   over its value on the image itself (adversarial pixel patterns fall apart when moved).
 - :func:`spectrum_slope`: the log-log slope of the radially averaged power spectrum (natural
   images near -2, white noise near 0).
+- :func:`saturation`: the share of pixel values pinned at 0 or 1.
+- :func:`faithfulness`: whether the network processes a visualization like the unit's natural
+  images along the path to the unit (per-layer activation similarity; Geirhos et al. 2023).
 
 Angles follow :mod:`featvis.models.handcoded`: degrees counter-clockwise from the horizontal as
 seen on screen (y up). An orientation is the angle of the lines themselves (stripes at 0 degrees
@@ -319,5 +322,123 @@ def robustness(model, result, objective, n: int = 32, seed: int = 0, transforms=
     return _out((moved / base).cpu().numpy(), single)
 
 
-__all__ = ["orientation", "coherence", "orientation_error", "angle_difference", "bend", "bend_strength",
+def path_layers(model, objective, size: int = 224) -> list:
+    """The layers on the way to ``objective``'s layers, in the order the forward pass runs them
+    (the objective's own layers last): every named layer of ``model`` with a tensor output that
+    runs up to the objective's last layer, without aliases and without containers whose output
+    is the same tensor as their last child's. Found with one forward pass of a gray image."""
+    from .hooks import named_layers
+    model = as_model(model)
+    objective = as_objective(objective)
+    wanted = [n for n in objective.layers if n != INPUT]
+    table, seen_modules = {}, set()
+    for name, module in named_layers(model).items():
+        if id(module) not in seen_modules:
+            seen_modules.add(id(module))
+            table[name] = module
+    order, outputs, handles = [], {}, []
+
+    def hook(name):
+        def fn(module, inputs, output):
+            if isinstance(output, torch.Tensor) and output.dim() in (2, 4):
+                order.append(name)
+                outputs[name] = output
+        return fn
+
+    try:
+        for name, module in table.items():
+            handles.append(module.register_forward_hook(hook(name)))
+        with torch.no_grad():
+            model(torch.full((1, 3, size, size), 0.5, device=_device(model)))
+    finally:
+        for h in handles:
+            h.remove()
+    missing = [n for n in wanted if n not in outputs and n not in table]
+    if missing:
+        from .hooks import resolve
+        resolve(model, missing)  # raises the usual "no layer ..." error
+    last = max((order.index(n) for n in wanted if n in order), default=len(order) - 1)
+    path, ptrs = [], {}
+    for name in order[:last + 1]:
+        if name in path:
+            continue
+        out = outputs[name]
+        key = (out.data_ptr(), tuple(out.shape))
+        if key in ptrs and name not in wanted:  # a container returning its last child's tensor
+            continue
+        ptrs[key] = name
+        path.append(name)
+    return path
+
+
+def _channel_means(model, images: torch.Tensor, layers, batch_size: int = 32) -> dict:
+    """{layer: (N, C)} spatial mean of each channel, for [0, 1] images (N, 3, H, W)."""
+    out = {n: [] for n in layers}
+    with torch.no_grad(), capture(model, layers) as run:
+        for i in range(0, len(images), batch_size):
+            acts = run(images[i:i + batch_size].to(_device(model)))
+            for n in layers:
+                t = acts[n].float()
+                out[n].append((t.flatten(2).mean(2) if t.dim() > 2 else t).cpu())
+    return {n: torch.cat(v) for n, v in out.items()}
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of each row of ``a`` (N, C) with ``b`` (C,); 1 where both are zero (the
+    layer is silent on both), 0 where only one is."""
+    na, nb = a.norm(dim=-1), b.norm()
+    cos = (a @ b) / (na * nb).clamp(min=1e-12)
+    both_silent = (na <= 1e-8) & (nb <= 1e-8)
+    return torch.where(both_silent, torch.ones_like(cos), cos)
+
+
+def faithfulness(model, objective, image, natural_images, layers=None, per_layer: bool = False):
+    """How similarly ``model`` processes the visualization ``image`` and the unit's natural images
+    (e.g. its top-k dataset examples) along the path to the unit, in the spirit of Geirhos et al.
+    2023 ("Don't trust your eyes: on the (un)reliability of feature visualizations"), who planted
+    circuits that make a visualization show anything while natural images take another path.
+
+    At each layer of the path (:func:`path_layers`, or ``layers``) each image is summarized by its
+    channel means (which channels are on, wherever they are); the score of the layer is the cosine
+    similarity between the visualization's vector and the mean of the natural images' vectors (a
+    pattern, not a magnitude: a visualization may drive the unit harder than any photo). Returns
+    the mean over layers: near 1 the network sees the visualization the way it sees the natural
+    images; low, it reached the unit another way. After ReLUs all vectors are non-negative, so
+    compare scores with each other (presets, or natural images against each other), not with 0.
+    ``image``: (3, H, W) -> float, or a batch (B, 3, H, W) -> one value per image (or a Result).
+    ``natural_images``: (N, 3, H, W) in [0, 1], any size. ``per_layer=True`` returns
+    ``{layer: score}`` instead (floats, or arrays for a batch).
+
+    >>> featvis.metrics.faithfulness(model, "layer3:7", result, top_images)
+    """
+    model = as_model(model)
+    objective = as_objective(objective)
+    x, single = _images(image)
+    images = torch.as_tensor(x, dtype=torch.float32)
+    natural = torch.as_tensor(natural_images, dtype=torch.float32)
+    if natural.dim() == 3:
+        natural = natural[None]
+    if natural.dim() != 4 or natural.shape[1] != 3 or len(natural) == 0:
+        raise ValueError(f"natural_images must be a non-empty (N, 3, H, W) batch, got shape {tuple(natural.shape)}")
+    path = list(layers) if layers is not None else path_layers(model, objective, images.shape[-1])
+    vis, nat = _channel_means(model, images[:, :3], path), _channel_means(model, natural, path)
+    scores = {n: _cosine(vis[n], nat[n].mean(0)).numpy() for n in path}
+    if per_layer:
+        return {n: _out(v, single) for n, v in scores.items()}
+    return _out(np.mean(np.stack(list(scores.values())), 0), single)
+
+
+#: :func:`saturation`: a value within this of 0 or 1 counts as pinned (one 8-bit level).
+SATURATION_EPS = 1 / 255
+
+
+def saturation(image, eps: float = SATURATION_EPS) -> Union[float, np.ndarray]:
+    """The share of pixel values (all channels) within ``eps`` of 0 or 1: how much of the image is
+    clipped by the sigmoid, like an over-exposed photo (natural photos: a few percent at most)."""
+    x, single = _images(image)
+    pinned = (x <= eps) | (x >= 1 - eps)
+    return _out(pinned.reshape(len(x), -1).mean(1), single)
+
+
+__all__ = ["faithfulness", "path_layers", "saturation", "orientation", "coherence", "orientation_error", "angle_difference", "bend", "bend_strength",
            "bend_error", "spectrum_slope", "activation_ratio", "robustness", "robustness_transforms"]

@@ -145,7 +145,7 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
            optimizer=None, seed=None, device=None, progress: Union[bool, Callable[[int], None]] = True,
            snapshots: Iterable[int] = (), precision: str = "fp32", init=None,
            compile: Union[bool, str] = False, deterministic: Union[bool, str] = True,
-           graph: Union[bool, str] = False) -> Result:
+           graph: Union[bool, str] = False, preset: Optional[str] = None) -> Result:
     """Optimize images so that ``objective`` is as large as possible; returns a :class:`Result`.
 
     ``objective``: an :class:`~featvis.objectives.Objective` or ``"layer:channel"`` /
@@ -171,11 +171,19 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     so on CUDA where the transforms allow; a failed capture warns and runs eagerly (:mod:`featvis.step`).
 
 
+    ``preset`` (``"lucid"``, ``"maco"``, ``"fourier-crops"``, see :mod:`featvis.presets`) fills in
+    the param, transforms, steps and optimizer (with its learning-rate schedule) that the caller
+    left out; anything given explicitly wins.
+
     >>> result = featvis.render(model, "mixed4a:476", steps=256, seed=0)
     >>> result.save("mixed4a_476.png")
     """
     _check_arguments(model, param, steps, lr)
     objective, device = as_objective(objective), pick_device(device)
+    if preset is not None:  # resolved into plain arguments before anything else
+        from .presets import resolve
+        kw = resolve(preset, objective.batch_size or 1, param, transforms, steps, lr, optimizer)
+        param, transforms, steps, optimizer = kw["param"], kw["transforms"], kw["steps"], kw["optimizer"]
     check_precision(precision)
     model = as_model(model)
     param, rng = _prepare_param(param, objective, init, seed, device)
