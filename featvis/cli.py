@@ -246,8 +246,15 @@ def cmd_selfcheck(sub):
     selfcheck.add_arguments(p)
 
 
+def cmd_site(sub):
+    from . import site
+    p = _add(sub, "site", site.run, "build a static website of render folders: a page per model, layer and unit")
+    site.add_arguments(p)
+
+
 #: The subcommands, in the order ``featvis --help`` lists them.
-COMMANDS: List[Callable] = [cmd_models, cmd_layers, cmd_render, cmd_sheet, cmd_topk, cmd_figure, cmd_selfcheck]
+COMMANDS: List[Callable] = [cmd_models, cmd_layers, cmd_render, cmd_sheet, cmd_topk, cmd_figure, cmd_selfcheck,
+                            cmd_site]
 
 
 def parser() -> argparse.ArgumentParser:
