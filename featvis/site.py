@@ -894,7 +894,7 @@ table.facts th { color: var(--muted); font-weight: normal; white-space: nowrap; 
 .controls input[aria-invalid="true"] { outline: 2px solid var(--inh); }
 .grid { list-style: none; padding: 0; margin: 0; display: grid; gap: .5rem;
         grid-template-columns: repeat(auto-fill, minmax(104px, 1fr)); }
-.grid li[hidden] { display: none; }
+.grid li { content-visibility: auto; contain-intrinsic-size: auto 140px; }  /* off-screen cells cost no layout */
 .grid a { display: block; text-decoration: none; color: var(--fg); background: var(--card);
           border: 1px solid var(--line); border-radius: 6px; padding: 4px; }
 .grid a:hover { border-color: var(--accent); }
@@ -991,25 +991,37 @@ JS = r"""/* featvis site: arrow keys on unit pages; sort and filter on layer pag
     return { list: out, bad: bad };
   }
 
-  function apply(save) {
-    var key = sort.value, r = ranges(filter.value), n = 0, order = items.slice();
+  var keys = items.map(function (li) { return { li: li, c: chan(li), v: val(li) }; });
+  var order = keys, sorted = "channel", shownKey = null;
+
+  function apply(save) {  // non-matching cells are taken out of the list (cheaper than hiding 2,000)
+    var key = sort.value, r = ranges(filter.value), n = 0;
     filter.setAttribute("aria-invalid", r.bad ? "true" : "false");
-    if (key !== "channel") {
+    if (key !== sorted) {
       var sign = key === "value-asc" ? 1 : -1;
-      order.sort(function (a, b) {
-        var va = val(a), vb = val(b);
-        if (isNaN(va) !== isNaN(vb)) return isNaN(va) ? 1 : -1;
-        return (va === vb || isNaN(va)) ? chan(a) - chan(b) : sign * (va - vb);
-      });
+      order = keys.slice();
+      if (key !== "channel") {
+        order.sort(function (a, b) {
+          if (isNaN(a.v) !== isNaN(b.v)) return isNaN(a.v) ? 1 : -1;
+          return (a.v === b.v || isNaN(a.v)) ? a.c - b.c : sign * (a.v - b.v);
+        });
+      }
+      sorted = key;
     }
-    var frag = document.createDocumentFragment();
-    order.forEach(function (li) {
-      var c = chan(li), ok = !r.list.length || r.list.some(function (x) { return c >= x[0] && c <= x[1]; });
-      li.hidden = !ok;
-      if (ok) n++;
-      frag.appendChild(li);
-    });
-    grid.appendChild(frag);
+    var stateKey = key + "|" + JSON.stringify(r.list);
+    if (stateKey !== shownKey) {
+      var frag = document.createDocumentFragment();
+      order.forEach(function (k) {
+        if (!r.list.length || r.list.some(function (x) { return k.c >= x[0] && k.c <= x[1]; })) {
+          frag.appendChild(k.li);
+          n++;
+        }
+      });
+      grid.replaceChildren(frag);
+      shownKey = stateKey;
+    } else {
+      n = grid.children.length;
+    }
     shown.textContent = n === items.length ? n + " units" : n + " of " + items.length + " units";
     if (save) {
       var state = [];
