@@ -5,14 +5,17 @@ The job behind ``featvis render``, without argparse::
     job = prepare("inceptionv1", "mixed4a", channels="0:64", out="renders", steps=512)
     job.run()
 
-Folder layout (``out``)::
+The folder ``out`` is a :class:`featvis.folder.RenderFolder` (layout, manifest, lock)::
 
     manifest.json          settings, weights digest, versions, runs, and per image: seed, value, file
+    parts/main.json        the same records as this writer keeps them (manifest.json is their merge)
     <layer>/<c>.png        channel c (``<c>_<k>.png`` for the k-th of ``diversity`` images)
     <layer>_sheet.png      labelled contact sheet of every image of the layer rendered so far
 
-Crash safety: images are written to a temporary file and renamed, and the manifest is rewritten
-(atomically) after each batch, so a kill at any moment loses at most the batch in flight. Image
+Crash safety: the job holds the folder's writer lock while it runs (a second job into the same
+folder waits, then is refused naming the holder); images and records are written atomically and
+fsynced after each batch, so a kill at any moment loses at most the batch in flight. Nothing is
+written before the first batch has rendered. Image
 ``k`` of channel ``c`` always gets the seed ``derive_seed(seed, c, k)``; a resumed run renders the
 same batches as an uninterrupted one would have, so its files are byte for byte the same.
 """
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 import math
 import os
 import pickle
@@ -28,7 +30,6 @@ import platform
 import re
 import signal
 import sys
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -42,16 +43,14 @@ from tqdm.auto import tqdm
 from . import __version__
 from . import param as params
 from .errors import UsageError
+from .folder import MAIN, MANIFEST, MANIFEST_VERSION, RenderFolder  # noqa: F401  (MANIFEST*: re-exported)
 from .hooks import activations
-from .io import atomic_write, save_image, sheet
 from .models import list_models, load_model, pick_device
 from .objectives import Objective, channel, diversity, neuron
 from .render import CPU_BATCH, auto_batch as render_auto_batch
 from .render import render
 from .rng import derive_seed
 
-MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
 #: Weight of the diversity term: Lucid's diversity notebook uses ``channel - 1e2 * diversity``
 #: with Lucid's (positive) similarity, i.e. ``channel + 100 * diversity`` with featvis's sign.
 DIVERSITY_WEIGHT = 100.0
@@ -63,6 +62,10 @@ CPU_AUTO_BATCH = CPU_BATCH
 CUDA_MAX_AUTO_IMAGES = 256
 PARAMS = ("fourier", "pixel", "cppn")
 FORMATS = ("png",)
+#: Largest --size: a 4096 px Fourier image batch already needs GBs; beyond it is a typo.
+MAX_SIZE = 4096
+#: Seeds are 63-bit (featvis.rng.derive_seed) and non-negative.
+MAX_SEED = 2**63 - 1
 SPEC_HELP = "all, a range like 0:64, a list like 3,17,476, or a mix like 0:8,476"
 
 
@@ -84,6 +87,8 @@ class Settings:
     device: str = "cpu"  # the device type that ran ("cpu", "cuda"): the two round differently
 
 
+#: No layer has more channels than this; a spec beyond it is refused before it is expanded.
+MAX_CHANNELS = 1 << 20
 _SPEC_PART = re.compile(r"^(\d*):(\d*)$|^(\d+)$")
 
 
@@ -95,15 +100,17 @@ def parse_channels(spec: str, count: Optional[int] = None, where: str = "the lay
     it only the syntax is checked (``all`` and open ends give ``[]``).
     """
     text = str(spec).strip()
+    if len(text) > 100_000:
+        raise UsageError(f"channel spec of {len(text)} characters is too long; use ranges like 0:64")
     if text == "all":
         return list(range(count)) if count is not None else []
-    chans = set()
+    ranges = []  # (start, stop): checked before any is expanded, so "0:50000000" costs nothing
     for part in text.split(","):
         m = _SPEC_PART.match(part.strip())
         if not m:
             raise UsageError(f"bad channel spec {spec!r} (at {part.strip()!r}): expected {SPEC_HELP}")
         if m.group(3) is not None:
-            chans.add(int(m.group(3)))
+            ranges.append((int(m.group(3)), int(m.group(3)) + 1))
             continue
         start = int(m.group(1) or 0)
         if m.group(2) == "" and count is None:
@@ -111,12 +118,18 @@ def parse_channels(spec: str, count: Optional[int] = None, where: str = "the lay
         stop = int(m.group(2)) if m.group(2) else count
         if stop <= start:
             raise UsageError(f"bad channel spec {spec!r}: range {part.strip()!r} is empty; write start:stop with stop > start, e.g. 0:64")
-        chans.update(range(start, stop))
+        ranges.append((start, stop))
     if count is not None:
-        bad = sorted(c for c in chans if c >= count)
-        if bad:
-            raise UsageError(f"channel {bad[0]} is out of range: {where} has {count} channels (0..{count - 1}); "
+        bad = min((stop - 1 for start, stop in ranges if stop > count), default=None)
+        if bad is not None:
+            first = min(max(start, count) for start, stop in ranges if stop > count)
+            raise UsageError(f"channel {first} is out of range: {where} has {count} channels (0..{count - 1}); "
                              f"use e.g. --channels 0:{count} or --channels all")
+    elif sum(stop - start for start, stop in ranges) > MAX_CHANNELS:
+        raise UsageError(f"channel spec {spec!r} selects more than {MAX_CHANNELS} channels; no layer has that many")
+    chans = set()
+    for start, stop in ranges:
+        chans.update(range(start, stop))
     return sorted(chans)
 
 
@@ -163,6 +176,9 @@ def _weights_arg(weights: str):
     if weights in ("default", "none"):
         return None if weights == "none" else "default"
     path = Path(weights)
+    if path.is_dir():
+        raise UsageError(f"--weights {weights}: it is a folder; pass the state dict file in it (a .pth/.pt file "
+                         "saved with torch.save), or --weights default|none")
     if not path.is_file():
         raise UsageError(f"--weights {weights}: no such file; pass --weights default, none, or the path of a state dict saved with torch.save")
     if not os.access(path, os.R_OK):
@@ -231,65 +247,13 @@ def probe_layer(model, layer: str, size: int, device) -> tuple:
         raise UsageError(e.args[0]) from e
     except RuntimeError as e:
         first = _short(e)
+        memory = any(w in str(e).lower() for w in ("memory", "alloc"))
+        fix = "try a smaller --size" if memory else "if the layer's input shrank to nothing, try a larger --size; else another layer"
         raise UsageError(f"cannot run {getattr(model, 'name', 'the model')} up to {layer!r} at --size {size} ({first}); "
-                         "try a larger --size or another layer") from e
+                         f"{fix}") from e
     if out.dim() < 2:
         raise UsageError(f"layer {layer!r} gives no channels (output shape {tuple(out.shape)}); pick another layer (see: featvis layers)")
     return tuple(out.shape[1:])
-
-
-def check_out_dir(out: Path) -> None:
-    """``out`` must be (or be creatable as) a folder we can write to; probes without leaving a file."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: it is a file, not a folder; choose another --out")
-    base = out
-    while not base.exists():
-        base = base.parent
-    if not base.is_dir():
-        raise UsageError(f"--out {out}: {base} is a file, not a folder; choose another --out")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".featvis-write-test-", dir=base)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as e:
-        raise UsageError(f"--out {out}: cannot write in {base} ({e.strerror}); choose a folder you can write to") from e
-
-
-def read_manifest(out: Path) -> Optional[dict]:
-    """The folder's manifest, ``None`` if there is none; :class:`UsageError` if it is not one."""
-    path = Path(out) / MANIFEST
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict) or data.get("featvis_manifest") != MANIFEST_VERSION:
-            raise ValueError(f"no 'featvis_manifest': {MANIFEST_VERSION} entry")
-        for key in ("model", "weights", "settings", "layers"):
-            data[key]  # noqa: B018 (presence check)
-        return data
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UsageError(f"{path} is not a featvis manifest ({e}); choose another --out, or pass --force to start over there") from e
-
-
-def _differences(old: dict, new: dict) -> List[str]:
-    diffs = []
-    if old["model"] != new["model"]:
-        diffs.append(f"model {old['model']} -> {new['model']}")
-    if old["weights"]["sha256"] != new["weights"]["sha256"]:
-        diffs.append(f"weights {old['weights']['spec']} -> {new['weights']['spec']} (a different network)")
-    for key, value in new["settings"].items():
-        if old["settings"].get(key) != value:
-            diffs.append(f"{key} {old['settings'].get(key)} -> {value}")
-    return diffs
-
-
-def image_ok(out: Path, entry: dict) -> bool:
-    """Whether a manifest entry's file is there with the bytes the manifest recorded."""
-    path = out / entry["file"]
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
-    except OSError:
-        return False
 
 
 # --- the job ------------------------------------------------------------------------------------
@@ -306,77 +270,81 @@ class Job:
     batch: int
     device: torch.device
     settings: Settings
-    manifest: dict
-    fresh: bool  # no usable manifest: start one (dropping an old one's entries, with force)
-    stale_files: List[str] = field(default_factory=list)
+    manifest: dict  # the folder's records as last read or written (merged over its parts)
+    header: dict = field(default_factory=dict)  # model, weights, settings, versions: what claims the folder
+    section: dict = field(default_factory=dict)  # the layer's objective and channel count
+    run_info: dict = field(default_factory=dict)  # this run's record (versions, device, batch, argv)
+    force: bool = False
+    writer: str = MAIN
+
+    @property
+    def folder(self) -> RenderFolder:
+        return RenderFolder(self.out)
 
     @property
     def layer_entry(self) -> dict:
-        return self.manifest["layers"][self.layer]
+        return self.manifest.get("layers", {}).get(self.layer, {"images": {}})
 
     def complete(self, c: int) -> bool:
         """Whether all of channel ``c``'s images are recorded, with their files intact."""
-        images, K = self.layer_entry["images"], self.settings.diversity
-        return all(stem(c, k, K) in images and image_ok(self.out, images[stem(c, k, K)]) for k in range(K))
+        images, K, folder = self.layer_entry["images"], self.settings.diversity, self.folder
+        return all(stem(c, k, K) in images and folder.image_ok(images[stem(c, k, K)]) for k in range(K))
+
+    def refresh(self) -> bool:
+        """Rebuild the folder's derived files (manifest.json, sheets) if they are stale or damaged."""
+        return self.folder.refresh()
 
     def run(self, progress: bool = True, step_progress: bool = False, log=None) -> int:
         """Render the pending channels ``batch`` at a time; returns the number rendered.
 
-        After each batch its images, the manifest and the layer's sheet are written (atomically,
-        with Ctrl-C held back until they are). ``progress``: a bar over channels on stderr;
-        ``step_progress``: a bar over the steps of each batch too.
+        Holds the folder's writer lock throughout (another job on the folder waits, then is
+        refused naming this one) and re-reads the records under it, so that two jobs never lose
+        each other's records. After each batch its images, the records and the layer's sheet are
+        written (atomically, with Ctrl-C held back until they are); nothing is written before the
+        first batch is rendered. ``progress``: a bar over channels on stderr; ``step_progress``: a
+        bar over the steps of each batch too.
         """
-        self._start()
-        s, K = self.settings, self.settings.diversity
-        done, started = 0, time.perf_counter()
-        bar = tqdm(total=len(self.channels), initial=len(self.channels) - len(self.pending), unit="ch",
-                   desc=self.layer, disable=not progress, dynamic_ncols=True,
-                   mininterval=0.1 if sys.stderr.isatty() else 10.0)
-        with bar:
-            for i in range(0, len(self.pending), self.batch):
-                chans = self.pending[i:i + self.batch]
-                seeds = [image_seed(s.seed, c, k) for c in chans for k in range(K)]
-                t0 = time.perf_counter()
-                result = render(self.model, batch_objective(self.layer, chans, s.neurons, K, s.diversity_weight),
-                                param=make_param(s.param, s.size, len(seeds)), steps=s.steps, lr=s.lr,
-                                seed=seeds, device=self.device, progress=step_progress)
-                seconds = (time.perf_counter() - t0) / len(chans)
-                with _interrupts_held():
-                    self._write_batch(chans, seeds, result, seconds)
-                done += len(chans)
-                bar.update(len(chans))
-                bar.set_postfix(steps_per_s=f"{(i // self.batch + 1) * s.steps / (time.perf_counter() - started):.3g}")
+        folder = RenderFolder(self.out)
+        with folder.lock(self.writer):
+            deleted = folder.claim(self.header, force=self.force)  # checks the settings again, under the lock
+            self.force = False  # a second run() of this job resumes
+            self.manifest = (folder.read() or {}) if not deleted else {}
+            if not self.manifest:
+                self.manifest = {"layers": {}}
+            self.pending = [c for c in self.channels if not self.complete(c)]
+            run_index = folder.add_run(self.run_info)
+            s, K = self.settings, self.settings.diversity
+            done, started = 0, time.perf_counter()
+            bar = tqdm(total=len(self.channels), initial=len(self.channels) - len(self.pending), unit="ch",
+                       desc=self.layer, disable=not progress, dynamic_ncols=True,
+                       mininterval=0.1 if sys.stderr.isatty() else 10.0)
+            with bar:
+                for i in range(0, len(self.pending), self.batch):
+                    chans = self.pending[i:i + self.batch]
+                    seeds = [image_seed(s.seed, c, k) for c in chans for k in range(K)]
+                    t0 = time.perf_counter()
+                    result = render(self.model, batch_objective(self.layer, chans, s.neurons, K, s.diversity_weight),
+                                    param=make_param(s.param, s.size, len(seeds)), steps=s.steps, lr=s.lr,
+                                    seed=seeds, device=self.device, progress=step_progress)
+                    seconds = (time.perf_counter() - t0) / len(chans)
+                    with _interrupts_held():
+                        self._write_batch(folder, chans, seeds, result, seconds, run_index)
+                    done += len(chans)
+                    bar.update(len(chans))
+                    bar.set_postfix(steps_per_s=f"{(i // self.batch + 1) * s.steps / (time.perf_counter() - started):.3g}")
         return done
 
-    def _start(self):
-        """Create the folder and write the manifest that claims it for these settings."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        self._write_manifest()
-        for rel in self.stale_files:  # --force: files of the renders the old manifest recorded
-            path = self.out / rel
-            if path.is_file():
-                path.unlink()
-
-    def _write_batch(self, chans, seeds, result, seconds):
+    def _write_batch(self, folder: RenderFolder, chans, seeds, result, seconds, run_index):
         s, K = self.settings, self.settings.diversity
-        images = self.layer_entry["images"]
-        run_index = len(self.manifest["runs"]) - 1
+        entries = {}
         for j, (c, seed) in enumerate(zip([c for c in chans for _ in range(K)], seeds)):
             k = j % K
-            rel = f"{self.layer}/{stem(c, k, K)}.{s.format}"
-            save_image(result.images[j], self.out / rel)
-            images[stem(c, k, K)] = {
+            rel = folder.image_rel(self.layer, stem(c, k, K), s.format)
+            entries[stem(c, k, K)] = {
                 "channel": c, "k": k, "seed": seed, "value": float(result.values[j]), "file": rel,
-                "sha256": hashlib.sha256((self.out / rel).read_bytes()).hexdigest(),
-                "seconds": round(seconds, 4), "run": run_index,
+                "sha256": folder.save_image(rel, result.images[j]), "seconds": round(seconds, 4), "run": run_index,
             }
-        self.layer_entry["images"] = dict(sorted(images.items(), key=lambda kv: (kv[1]["channel"], kv[1]["k"])))
-        self._write_manifest()
-        write_sheet(self.out, self.manifest, self.layer)
-
-    def _write_manifest(self):
-        text = json.dumps(self.manifest, indent=1) + "\n"
-        atomic_write(self.out / MANIFEST, lambda tmp: Path(tmp).write_text(text))
+        self.manifest = folder.record_images(self.layer, entries, section=self.section)
 
 
 @contextmanager
@@ -429,11 +397,15 @@ def prepare(model: str, layer: str, channels: str = "all", out="renders", weight
     Channels whose images the manifest records, with the files intact, are skipped (``pending``).
     """
     parse_channels(channels)  # the syntax, before anything slow
-    for name, value, low in (("--size", size, 8), ("--steps", steps, 1), ("--diversity", diversity, 1)):
-        if int(value) < low:
-            raise UsageError(f"{name} {value}: must be at least {low}")
-    if not lr > 0:
-        raise UsageError(f"--lr {lr}: must be positive")
+    for name, value, low, high in (("--size", size, 8, MAX_SIZE), ("--steps", steps, 1, None),
+                                   ("--diversity", diversity, 1, 1024), ("--seed", seed, 0, MAX_SEED)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise UsageError(f"{name} {value!r}: expected a whole number")
+        if value < low or (high is not None and value > high):
+            upto = f" and at most {high}" if high is not None else ""
+            raise UsageError(f"{name} {value}: must be at least {low}{upto}")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise UsageError(f"--lr {lr}: must be a positive finite number, e.g. 0.05")
     if format not in FORMATS:
         raise UsageError(f"--format {format}: use one of {', '.join(FORMATS)}")
     if param not in PARAMS:
@@ -442,11 +414,13 @@ def prepare(model: str, layer: str, channels: str = "all", out="renders", weight
     if batch != "auto" and int(batch) < 1:
         raise UsageError(f"--batch {batch}: must be a positive number of channels, or auto")
     out = Path(out)
-    check_out_dir(out)
-    old = None if force else read_manifest(out)
+    folder = RenderFolder(out)
+    folder.check_writable()
+    old = None if force else folder.read()
     dev = resolve_device(device)
     net = open_model(model, weights, dev, seed)
     shape = probe_layer(net, layer, size, dev)
+    folder.check_writable([layer])
     if neurons and len(shape) != 3:
         raise UsageError(f"--neurons needs a spatial layer, but {layer!r} gives shape {shape}; drop --neurons or pick a conv layer")
     chans = parse_channels(channels, shape[0], f"{layer} of {model}")
@@ -455,41 +429,25 @@ def prepare(model: str, layer: str, channels: str = "all", out="renders", weight
 
     settings = Settings(neurons, int(size), int(steps), float(lr), param, int(diversity),
                         DIVERSITY_WEIGHT, int(seed), format, dev.type)
-    new = {
-        "featvis_manifest": MANIFEST_VERSION, "model": model,
-        "weights": {"spec": weights, "sha256": weights_digest(net)},
-        "settings": asdict(settings),
-    }
-    stale: List[str] = []
-    if old is not None:
-        diffs = _differences(old, new)
+    header = {"model": model, "weights": {"spec": weights, "sha256": weights_digest(net)},
+              "settings": asdict(settings), "featvis": __version__, "torch": torch.__version__,
+              "device": _device_label(dev)}
+    if old is not None and old.get("settings") is not None:
+        from .folder import header_differences
+        diffs = header_differences(old, header)
         if diffs:
             raise UsageError(f"{out} holds renders made with other settings ({'; '.join(diffs)}); "
                              "repeat those settings to resume, choose another --out, or pass --force to start over there")
-        manifest = old
-    else:
-        if force:  # start over: the old manifest's files go (only those, never anything else)
-            try:
-                previous = read_manifest(out)
-            except UsageError:
-                previous = None
-            for name, sec in (previous or {}).get("layers", {}).items():
-                stale += [e["file"] for e in sec.get("images", {}).values()] + [f"{name}_sheet.png"]
-        manifest = dict(new, layers={})
-        manifest["runs"] = []
-    section = manifest["layers"].setdefault(layer, {"images": {}})
-    section["objective"] = objective_template(layer, neurons, settings.diversity, DIVERSITY_WEIGHT)
-    section["channels"] = shape[0]
+    section = {"objective": objective_template(layer, neurons, settings.diversity, DIVERSITY_WEIGHT),
+               "channels": shape[0]}
     n = auto_batch(net, layer, settings, dev) if batch == "auto" else int(batch)
-    manifest["featvis"], manifest["torch"] = __version__, torch.__version__
-    manifest["device"] = _device_label(dev)
-    manifest["runs"] = manifest.get("runs", []) + [{
+    run_info = {
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "featvis": __version__, "torch": torch.__version__, "python": platform.python_version(),
-        "device": manifest["device"], "batch": n, "layer": layer, "channels": channels,
+        "device": header["device"], "batch": n, "layer": layer, "channels": channels,
         "argv": list(argv) if argv is not None else None,
-    }]
-    job = Job(net, layer, chans, [], out, n, dev, settings, manifest, old is None, stale)
+    }
+    job = Job(net, layer, chans, [], out, n, dev, settings, old or {"layers": {}}, header, section, run_info, force)
     job.pending = [c for c in chans if not job.complete(c)]
     return job
 
@@ -498,18 +456,5 @@ def prepare(model: str, layer: str, channels: str = "all", out="renders", weight
 
 def write_sheet(out: Path, manifest: dict, layer: str, cols: Optional[int] = None, labels: bool = True,
                 path=None) -> Optional[Path]:
-    """The contact sheet of ``layer``'s recorded images (``out/<layer>_sheet.png`` by default).
-
-    Rows hold one channel's ``diversity`` images each when there are several per channel.
-    Returns the path, or ``None`` when the layer has no images yet.
-    """
-    out = Path(out)
-    entries = list(manifest["layers"][layer]["images"].items())
-    if not entries:
-        return None
-    K = int(manifest["settings"].get("diversity", 1))
-    cols = cols or (K if K > 1 else math.ceil(math.sqrt(len(entries))))
-    path = Path(path) if path is not None else out / f"{layer}_sheet.png"
-    sheet([out / e["file"] for _, e in entries], labels=[name for name, _ in entries] if labels else None,
-          cols=cols, path=path)
-    return path
+    """The contact sheet of ``layer``'s recorded images; see :meth:`featvis.folder.RenderFolder.write_sheet`."""
+    return RenderFolder(out).write_sheet(layer, manifest, cols=cols, labels=labels, path=path)

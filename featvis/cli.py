@@ -151,6 +151,7 @@ def _render(args) -> int:
                   argv=sys.argv[1:] if args.argv is None else args.argv)
     total, todo = len(job.channels), len(job.pending)
     if not todo:
+        job.refresh()  # a sheet or manifest.json that a kill left behind the records is rebuilt
         print(f"nothing to do: all {total} channels of {args.layer} are in {job.out / 'manifest.json'}")
         return 0
     if todo < total:
@@ -183,44 +184,49 @@ def cmd_sheet(sub):
 
 
 def _sheet(args) -> int:
-    from .batch import read_manifest, write_sheet
-    folder = Path(args.dir)
-    manifest = read_manifest(folder)
+    from .folder import RenderFolder
+    folder = RenderFolder(args.dir)
+    if not Path(args.dir).is_dir():
+        raise UsageError(f"{args.dir} is not a folder; give a folder written by featvis render")
+    manifest = folder.read()
     if manifest is None:
-        raise UsageError(f"{folder} has no {folder / 'manifest.json'}; give a folder written by featvis render")
+        raise UsageError(f"{args.dir} has no {Path(args.dir) / 'manifest.json'}; give a folder written by featvis render")
     layers = list(manifest["layers"])
-    if args.layer is not None and args.layer not in layers:
-        raise UsageError(f"{folder} has no renders of layer {args.layer!r}; it has: {', '.join(layers) or 'none'}")
-    chosen = [args.layer] if args.layer else layers
+    if args.layer is not None and args.layer not in layers and not (args.with_examples and args.layer in manifest["topk"]):
+        raise UsageError(f"{args.dir} has no renders of layer {args.layer!r}; it has: {', '.join(layers) or 'none'}")
+    chosen = [args.layer] if args.layer else (layers if not args.with_examples else list(manifest["topk"]) or layers)
     if args.out and len(chosen) > 1:
-        raise UsageError(f"{folder} holds {len(chosen)} layers ({', '.join(chosen)}); with --out, pick one with --layer")
+        raise UsageError(f"{args.dir} holds {len(chosen)} layers ({', '.join(chosen)}); with --out, pick one with --layer")
     if args.out and Path(args.out).suffix.lower() not in (".png", ".pdf"):
         raise UsageError(f"--out {args.out}: the sheet is written as .png or .pdf; end the name with one of them")
     if args.cols is not None and args.cols < 1:
         raise UsageError(f"--cols {args.cols}: must be at least 1")
     if args.with_examples:
         return _examples_sheet(folder, manifest, chosen, args)
-    from .batch import image_ok
     for layer in chosen:
-        missing = [e["file"] for e in manifest["layers"][layer]["images"].values() if not image_ok(folder, e)]
+        missing = [e["file"] for e in manifest["layers"][layer]["images"].values() if not folder.image_ok(e)]
         if missing:
-            raise UsageError(f"{folder / missing[0]} is missing or changed since it was rendered; "
+            raise UsageError(f"{Path(args.dir) / missing[0]} is missing or changed since it was rendered; "
                              f"re-run the featvis render command to redo it")
     for layer in chosen:
-        path = write_sheet(folder, manifest, layer, cols=args.cols, labels=args.labels, path=args.out)
+        if args.out or args.cols or not args.labels or not folder.part_names():
+            path = folder.write_sheet(layer, manifest, cols=args.cols, labels=args.labels, path=args.out)
+        else:  # the folder's own sheet: a derived file, rebuilt under the folder lock when stale
+            folder.merge(sheets=[layer])
+            path = folder.root / folder.sheet_rel(layer)
         print(path if path else f"{layer}: no images yet")
     return 0
 
 
-def _examples_sheet(folder: Path, manifest: dict, layers: List[str], args) -> int:
+def _examples_sheet(folder, manifest: dict, layers: List[str], args) -> int:
     from .topk import examples_sheet
     recorded = manifest.get("topk", {})
     for layer in layers:
         if layer not in recorded:
-            raise UsageError(f"{folder} has no dataset examples of layer {layer!r}; run "
-                             f"featvis topk MODEL {layer} --images DIR --out {folder} first")
-        out = Path(args.out) if args.out else folder / f"{layer}_examples.png"
-        examples_sheet(folder, layer, out=out)
+            raise UsageError(f"{args.dir} has no dataset examples of layer {layer!r}; run "
+                             f"featvis topk MODEL {layer} --images DIR --out {args.dir} first")
+        out = Path(args.out) if args.out else folder.path(f"{layer}_examples.png")
+        examples_sheet(folder.root, layer, out=out)
         print(out)
     return 0
 

@@ -23,13 +23,15 @@ relative ``out`` is relative to the spec file's folder.
 """
 from __future__ import annotations
 
+import inspect
 import json
+import math
 import re
-import sys
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from .io import figure
+from .errors import UsageError
+from .io import figure, figure_layout
 from .objectives import Objective, channel, neuron
 from .param import fourier
 
@@ -45,7 +47,7 @@ def cell_objective(text: str, index: int) -> Objective:
     for term in terms:
         m = _TERM.match(term)
         if not m:
-            raise ValueError(f"cell {text!r}: cannot read {term!r}; expected 'layer:channel', 'layer:channel@x,y', "
+            raise UsageError(f"cell {text!r}: cannot read {term!r}; expected 'layer:channel', 'layer:channel@x,y', "
                              "several joined by '+', each optionally with a leading '-'")
         layer, n = m.group("layer"), int(m.group("n"))
         if m.group("x") is None:
@@ -58,28 +60,89 @@ def cell_objective(text: str, index: int) -> Objective:
 
 
 def load_spec(path) -> dict:
-    """Read and check a spec file; raises ``ValueError`` naming the problem."""
+    """Read and check a spec file (every key's type and range, every cell, the figure options),
+    before anything is rendered; raises :class:`UsageError` naming the problem."""
     path = Path(path)
     try:
         spec = json.loads(path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"no figure spec {str(path)!r}") from None
+        raise UsageError(f"no figure spec {str(path)!r}; give the path of a JSON spec (see featvis.figure_spec)") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a folder; give the path of a JSON figure spec") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read {path} ({getattr(e, 'strerror', None) or e})") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
+        raise UsageError(f"{path} is not valid JSON: {e}") from None
     if not isinstance(spec, dict):
-        raise ValueError(f"{path}: a figure spec is a JSON object with 'model' and 'rows'")
+        raise UsageError(f"{path}: a figure spec is a JSON object with 'model' and 'rows'")
     unknown = sorted(set(spec) - KEYS)
     if unknown:
-        raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(KEYS))}")
+        raise UsageError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(KEYS))}")
     for key in ("model", "rows"):
         if key not in spec:
-            raise ValueError(f"{path}: missing {key!r}")
+            raise UsageError(f"{path}: missing {key!r}")
     rows = spec["rows"]
     well_formed = isinstance(rows, list) and rows and all(isinstance(r, dict) and isinstance(r.get("cells"), list)
                                                           for r in rows)
     if not well_formed:
-        raise ValueError(f"{path}: 'rows' must be a non-empty list of {{\"title\": ..., \"cells\": [...]}}")
+        raise UsageError(f"{path}: 'rows' must be a non-empty list of {{\"title\": ..., \"cells\": [...]}}")
+    check_spec(spec, path)
     return spec
+
+
+def _whole(spec, key, low, high, where):
+    value = spec.get(key)
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise UsageError(f"{where}: {key!r} is {value!r}; expected a whole number from {low} to {high}")
+
+
+def check_spec(spec: dict, where="the spec", out=None) -> None:
+    """Everything about a spec that can be checked without rendering: numbers, cells, titles,
+    figure options, the output suffix. Raises :class:`UsageError`."""
+    if not isinstance(spec["model"], str):
+        raise UsageError(f"{where}: 'model' must be a model name (see: featvis models)")
+    _whole(spec, "size", 8, 4096, where)
+    _whole(spec, "steps", 1, 10**7, where)
+    _whole(spec, "seed", 0, 2**63 - 1, where)
+    _whole(spec, "batch", 1, 4096, where)
+    lr = spec.get("lr")
+    if lr is not None and not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0):
+        raise UsageError(f"{where}: 'lr' is {lr!r}; expected a positive finite number, e.g. 0.05")
+    cols = 0
+    for r, row in enumerate(spec["rows"]):
+        cols = max(cols, len(row["cells"]))
+        for c, text in enumerate(row["cells"]):
+            if text is not None:
+                if not isinstance(text, str):
+                    raise UsageError(f"{where}: row {r} cell {c} is {text!r}; expected 'layer:channel' or null")
+                cell_objective(text, 0)
+    options = spec.get("figure", {})
+    if not isinstance(options, dict):
+        raise UsageError(f"{where}: 'figure' must be an object of featvis.io.figure options")
+    allowed = set(inspect.signature(figure).parameters) - {"rows", "row_titles", "col_titles", "captions", "out"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise UsageError(f"{where}: unknown figure option(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
+    dpi = options.get("dpi", 150)
+    if not isinstance(dpi, (int, float)) or isinstance(dpi, bool) or not math.isfinite(dpi) or not 0 < dpi <= 10000:
+        raise UsageError(f"{where}: figure dpi is {dpi!r}; expected a number from 1 to 10000")
+    if options.get("background", "white") not in ("white", "transparent"):
+        raise UsageError(f"{where}: figure background {options['background']!r}; expected 'white' or 'transparent'")
+    col_titles = spec.get("col_titles")
+    if col_titles is not None and not (isinstance(col_titles, list) and all(t is None or isinstance(t, str) for t in col_titles)):
+        raise UsageError(f"{where}: 'col_titles' must be a list of strings (null for none)")
+    titles = [row.get("title") for row in spec["rows"]]
+    if not all(t is None or isinstance(t, str) for t in titles):
+        raise UsageError(f"{where}: each row's 'title' must be a string (or null)")
+    try:
+        figure_layout(len(spec["rows"]), cols, (16, 16), 8, titles, col_titles, captions=False)
+    except ValueError as e:
+        raise UsageError(f"{where}: {e}") from None
+    target = out if out is not None else spec.get("out")
+    if target is not None and Path(str(target)).suffix.lower() not in (".png", ".pdf"):
+        raise UsageError(f"{where}: cannot write a figure to {str(target)!r}; end the name with .png or .pdf")
 
 
 def render_spec(spec: dict, model=None, device=None, progress: bool = True, base: Optional[Path] = None,
@@ -95,7 +158,7 @@ def render_spec(spec: dict, model=None, device=None, progress: bool = True, base
     cells: List[Tuple[int, int, str]] = [(r, c, text) for r, row in enumerate(spec["rows"])
                                          for c, text in enumerate(row["cells"]) if text is not None]
     if not cells:
-        raise ValueError("the spec has no cells to render (every cell is null)")
+        raise UsageError("the spec has no cells to render (every cell is null)")
     size, batch = int(spec.get("size", 128)), int(spec.get("batch", len(cells)))
     images, values = {}, {}
     for start in range(0, len(cells), batch):
@@ -129,17 +192,22 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    """Run ``featvis figure`` from parsed arguments; 0 on success, 2 on a user error."""
-    try:
-        spec = load_spec(args.spec)
-        out = Path(args.out) if args.out else None
-        if out is None and spec.get("out") is None:
-            raise ValueError(f"{args.spec} has no 'out' and no --out was given; say where the figure goes")
-        image = render_spec(spec, device=args.device, progress=not args.quiet, base=Path(args.spec).parent,
-                            out=out, steps=args.steps)
-    except (KeyError, ValueError, IndexError, FileNotFoundError) as e:
-        print(f"featvis figure: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
-        return 2
+    """Run ``featvis figure`` from parsed arguments; 0 on success. Every check (the spec, the
+    output suffix, the model) comes before rendering; a user error raises
+    :class:`~featvis.errors.UsageError` (``featvis.cli.main`` prints it, status 2)."""
+    from .batch import open_model, resolve_device
+
+    spec = load_spec(args.spec)
+    out = Path(args.out) if args.out else None
+    if out is None and spec.get("out") is None:
+        raise UsageError(f"{args.spec} has no 'out' and no --out was given; say where the figure goes")
+    check_spec(spec, args.spec, out)
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps {args.steps}: must be at least 1")
+    device = resolve_device(args.device or "auto")
+    model = open_model(spec["model"], str(spec.get("weights", "default")), device, int(spec.get("seed", 0)))
+    image = render_spec(spec, model=model, device=device, progress=not args.quiet, base=Path(args.spec).parent,
+                        out=out, steps=args.steps)
     where = out if out is not None else Path(args.spec).parent / spec["out"]
     print(f"wrote {where} ({image.width}x{image.height} px)")
     return 0

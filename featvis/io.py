@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -26,31 +25,15 @@ def to_pil(images: torch.Tensor) -> List[Image.Image]:
     return [Image.fromarray(a[..., 0] if mode == "L" else a, mode) for a in arr]
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write(path: PathLike, write) -> Path:
-    """Call ``write(tmp_path)`` then rename the temporary file to ``path``.
+    """Call ``write(tmp_path)`` then rename the temporary file to ``path`` (fsynced).
 
     The temporary file sits in the same folder (so the rename is atomic) and is removed if
-    ``write`` fails: a reader sees the old file or the whole new one, never a partial one.
+    ``write`` fails: a reader sees the old file or the whole new one, never a partial one. See
+    :func:`featvis.folder.atomic_write`, which this is.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it the mode open() would
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    from .folder import atomic_write as durable_write
+    return durable_write(path, write, tag="io")
 
 
 # --------------------------------------------------------------------------------------------------

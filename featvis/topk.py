@@ -18,7 +18,6 @@ stored. Only the list of file names grows with the folder.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -28,18 +27,25 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
+import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .errors import UsageError
+from .folder import MAIN, MANIFEST, RenderFolder  # noqa: F401  (MANIFEST: re-exported)
 from .hooks import capture
-from .io import PathLike, atomic_write, figure, save_image
+from .io import PathLike, figure
 from .models import as_model, pick_device
 from .render import frozen
 
 #: Files ``topk`` reads (compared case-insensitively).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-#: The manifest a render directory keeps; ``topk`` adds or replaces only ``manifest["topk"][layer]``.
-MANIFEST = "manifest.json"
+#: Largest ``size``: one 4096 px image is 200 MB as float32; beyond it is a typo.
+MAX_SIZE = 4096
+#: Largest ``k`` (images kept per channel).
+MAX_K = 10_000
+#: The decoded images of two batches (the one running and the one decoding) must fit in this many bytes.
+MAX_BATCH_BYTES = 4 << 30
 
 
 # --- the folder ----------------------------------------------------------------------------------
@@ -48,17 +54,28 @@ def find_images(root: PathLike) -> List[Path]:
     """Every ``.jpg``/``.jpeg``/``.png`` under ``root`` (any depth), sorted, so runs are repeatable."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"--images {str(root)!r} is not a folder; give a folder of .jpg/.png images (any depth)")
+        raise UsageError(f"--images {str(root)!r} is not a folder; give a folder of .jpg/.png images (any depth)")
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not paths:
-        raise ValueError(f"no .jpg, .jpeg or .png files under {str(root)!r}")
+        raise UsageError(f"no .jpg, .jpeg or .png files under {str(root)!r}; give a folder of images")
     return paths
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """RGB, 8 bits per channel. 16-bit (and 32-bit integer) grayscale is scaled from its full
+    range, not clipped at 255 as ``convert("RGB")`` would (which turns it white)."""
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        arr = np.asarray(im).astype(np.float64)
+        top = 1.0 if im.mode == "F" else (65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0)
+        gray = (np.clip(arr / top, 0, 1) * 255).round().astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    return im.convert("RGB")
 
 
 def load_image(path: PathLike, size: int) -> torch.Tensor:
     """(3, size, size) in [0, 1]: the image's shorter side resized to ``size``, then centre-cropped."""
     with Image.open(path) as im:
-        im = im.convert("RGB")
+        im = _to_rgb(im)
     w, h = im.size
     s = size / min(w, h)
     w2, h2 = max(size, round(w * s)), max(size, round(h * s))
@@ -284,8 +301,29 @@ def _channel_list(channels, n_channels: int) -> List[int]:
         return parse_channels(channels or "all", n_channels)
     chosen = [int(channels)] if isinstance(channels, int) else [int(c) for c in channels]
     if not chosen:
-        raise ValueError("channels is empty; give channel indices, a spec like '0:16,20', or None for all")
+        raise UsageError("channels is empty; give channel indices, a spec like '0:16,20', or None for all")
     return parse_channels(",".join(map(str, chosen)), n_channels)
+
+
+def check_arguments(k: int = 9, size: int = 224, batch: int = 64, crop: Optional[int] = None,
+                    workers: Optional[int] = None) -> None:
+    """Refuse, before any work, arguments that cannot work or would exhaust memory."""
+    def whole(name, value, low, high=None):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
+            upto = f" and at most {high}" if high is not None else ""
+            raise UsageError(f"{name} {value!r}: expected a whole number at least {low}{upto}")
+
+    whole("--k", k, 1, MAX_K)
+    whole("--size", size, 8, MAX_SIZE)
+    whole("--batch", batch, 1)
+    if crop is not None:
+        whole("--crop", crop, 1, MAX_SIZE)
+    if workers is not None:
+        whole("--workers", workers, 1, 256)
+    need = 2 * batch * 3 * size * size * 4  # two batches of float32 images in memory
+    if need > MAX_BATCH_BYTES:
+        raise UsageError(f"--batch {batch} at --size {size} would hold {need / 2**30:.1f} GiB of decoded images "
+                         f"(limit {MAX_BATCH_BYTES / 2**30:.0f} GiB); lower --batch or --size")
 
 
 def topk(model, layer: str, images, channels=None, k: int = 9, size: int = 224, batch: int = 64,
@@ -303,14 +341,11 @@ def topk(model, layer: str, images, channels=None, k: int = 9, size: int = 224, 
     ``torch.no_grad``; the forward pass stops at ``layer``. ``workers``: threads that decode
     images (default: up to 4).
     """
+    check_arguments(k=k, size=size, batch=batch, crop=crop, workers=workers)
     root = Path(images) if isinstance(images, (str, os.PathLike)) else None
     paths = find_images(root) if root is not None else [Path(p) for p in images]
     if not paths:
-        raise ValueError("topk needs at least one image")
-    if batch < 1:
-        raise ValueError(f"batch must be at least 1, got {batch}")
-    if crop is not None and crop < 1:
-        raise ValueError(f"crop must be a positive number of pixels, got {crop}")
+        raise UsageError("topk needs at least one image")
     device = pick_device(device)
     model = as_model(model).to(device)
     workers = workers or min(4, os.cpu_count() or 1)
@@ -332,7 +367,7 @@ def topk(model, layer: str, images, channels=None, k: int = 9, size: int = 224, 
             if batch_images is not None:
                 acts = run(batch_images.to(device))[layer]
                 if acts.dim() not in (2, 4):
-                    raise ValueError(f"layer {layer!r} gives outputs of shape {tuple(acts.shape)}; "
+                    raise UsageError(f"layer {layer!r} gives outputs of shape {tuple(acts.shape)}; "
                                      "topk needs (B, C, H, W) or (B, C)")
                 if tracker is None:
                     chosen = _channel_list(channels, acts.shape[1])
@@ -346,7 +381,7 @@ def topk(model, layer: str, images, channels=None, k: int = 9, size: int = 224, 
                 tracker.update(scores, where, torch.tensor(ids))
             bar.update(len(ids) + len(bad))
     if tracker is None:
-        raise ValueError(f"none of the {len(paths)} image files could be read (first: {skipped[0][0]}: {skipped[0][1]})")
+        raise UsageError(f"none of the {len(paths)} image files could be read (first: {skipped[0][0]}: {skipped[0][1]})")
     rf = receptive_field(model, layer, size, device=device)
     if crop is not None:
         rf = replace(rf, extent=(int(crop), int(crop)), method=f"{rf.method}; crop {int(crop)} px as given")
@@ -358,40 +393,25 @@ def topk(model, layer: str, images, channels=None, k: int = 9, size: int = 224, 
 
 # --- writing into a render directory ---------------------------------------------------------------
 
-def read_manifest(out_dir: PathLike) -> dict:
-    """The render directory's ``manifest.json`` as a dict ({} if there is none yet)."""
-    path = Path(out_dir) / MANIFEST
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); fix or remove it, then run again") from None
-
-
-def _write_manifest(out_dir: Path, update: Callable[[dict], None]) -> Path:
-    """Read the manifest, let ``update`` change it, write it back atomically (other keys kept)."""
-    manifest = read_manifest(out_dir)
-    update(manifest)
-    text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
-    return atomic_write(out_dir / MANIFEST, lambda tmp: Path(tmp).write_text(text))
-
-
 def crop_path(layer: str, channel: int, rank: int) -> str:
     """Where a crop goes, relative to the render directory: ``<layer>/topk/<channel>/<rank>.png``."""
-    return f"{layer}/topk/{channel}/{rank}.png"
+    return RenderFolder.crop_rel(layer, channel, rank)
 
 
-def write_topk(result: TopK, out_dir: PathLike, model_name: Optional[str] = None) -> Path:
+def write_topk(result: TopK, out_dir, model_name: Optional[str] = None) -> Path:
     """Write each channel's crops as PNGs and record them under ``manifest["topk"][layer]``.
 
     Each image file is opened once (however many channels it serves) and prepared exactly as
     during the scan. The manifest entry per channel is a list, best first, of ``{"rank", "image"
     (path relative to the image folder), "value", "position" [y, x] on the activation map, "box"
     [left, top, right, bottom] in the ``size`` px input, "crop" (relative to ``out_dir``)}``.
-    Returns the manifest's path.
+    ``out_dir``: a path, or a :class:`~featvis.folder.RenderFolder` whose lock the caller holds
+    (otherwise the folder's ``main`` writer lock is taken for the writing). Returns the manifest's path.
     """
-    out_dir = Path(out_dir)
+    folder = out_dir if isinstance(out_dir, RenderFolder) else RenderFolder(out_dir)
+    if folder.writer is None:
+        with folder.lock(MAIN):
+            return write_topk(result, folder, model_name)
     wanted: Dict[int, List[Tuple[int, dict]]] = {}
     for c in result.channels:
         for e in result.entries(c):
@@ -407,22 +427,20 @@ def write_topk(result: TopK, out_dir: PathLike, model_name: Optional[str] = None
         for c, e in wanted[idx]:
             left, top, right, bottom = e["box"]
             rel = crop_path(result.layer, c, e["rank"])
-            save_image(image[:, top:bottom, left:right], out_dir / rel)
+            folder.save_image(rel, image[:, top:bottom, left:right])
             records[str(c)].append({
                 "rank": e["rank"], "image": _relative(path, result.root), "value": e["value"],
                 "position": list(e["position"]), "box": [left, top, right, bottom], "crop": rel})
     for recs in records.values():
         recs.sort(key=lambda r: r["rank"])
 
-    def update(manifest):
-        manifest.setdefault("topk", {})[result.layer] = {
-            "model": model_name, "images": str(result.root), "k": result.k, "size": result.size,
-            "score": "max over positions", "receptive_field": result.receptive_field.to_json(),
-            "skipped": [{"path": str(p), "error": r} for p, r in result.skipped],
-            "channels": records,
-        }
-
-    return _write_manifest(out_dir, update)
+    folder.record_topk(result.layer, {
+        "model": model_name, "images": str(result.root), "k": result.k, "size": result.size,
+        "score": "max over positions", "receptive_field": result.receptive_field.to_json(),
+        "skipped": [{"path": str(p), "error": r} for p, r in result.skipped],
+        "channels": records,
+    })
+    return folder.root / MANIFEST
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -446,29 +464,30 @@ def examples_sheet(render_dir: PathLike, layer: Optional[str] = None, channels: 
     ``values`` captions each crop with its activation. Other keyword arguments go to
     :func:`featvis.io.figure` (``dpi``, ``size_in``, ``background``...); ``out`` writes PNG or PDF.
     """
-    render_dir = Path(render_dir)
-    records = read_manifest(render_dir).get("topk", {})
+    folder = RenderFolder(render_dir)
+    render_dir = folder.root
+    records = (folder.read() or {}).get("topk", {})
     if not records:
-        raise ValueError(f"{render_dir / MANIFEST} has no top-k records; run first: "
+        raise UsageError(f"{render_dir / MANIFEST} has no top-k records; run first: "
                          f"featvis topk MODEL LAYER --images DIR --out {render_dir}")
     if layer is None:
         if len(records) > 1:
-            raise ValueError(f"{render_dir} has top-k records for several layers ({', '.join(records)}); name one")
+            raise UsageError(f"{render_dir} has top-k records for several layers ({', '.join(records)}); name one")
         layer = next(iter(records))
     if layer not in records:
-        raise KeyError(f"no top-k records for layer {layer!r} in {render_dir / MANIFEST} (it has: {', '.join(records)})")
+        raise UsageError(f"no top-k records for layer {layer!r} in {render_dir / MANIFEST} (it has: {', '.join(records)})")
     entry = records[layer]
     chans = [str(c) for c in channels] if channels is not None else list(entry["channels"])
     missing = [c for c in chans if c not in entry["channels"]]
     if missing:
-        raise KeyError(f"channel {missing[0]} of {layer!r} has no top-k records in {render_dir / MANIFEST}")
+        raise UsageError(f"channel {missing[0]} of {layer!r} has no top-k records in {render_dir / MANIFEST}")
     k = k or max((len(entry["channels"][c]) for c in chans), default=0)
     rows, captions = [], []
     for c in chans:
-        vis = render_dir / layer / f"{c}.png"
+        vis = folder.path(folder.image_rel(layer, c))
         row, caps = [vis if vis.exists() else None], ["" if vis.exists() else "not rendered"]
         for rec in entry["channels"][c][:k]:
-            row.append(render_dir / rec["crop"])
+            row.append(folder.path(rec["crop"]))
             caps.append(f"{rec['value']:.3g}" if values else "")
         rows.append(row)
         captions.append(caps)
@@ -502,18 +521,24 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    """Run ``featvis topk`` from parsed arguments; 0 on success, 2 on a user error (message on stderr)."""
-    from .batch import open_model
+    """Run ``featvis topk`` from parsed arguments; 0 on success. A user error raises
+    :class:`~featvis.errors.UsageError` (``featvis.cli.main`` prints it, status 2)."""
+    from .batch import open_model, probe_layer, resolve_device
 
-    try:
-        model = open_model(args.model, args.weights, pick_device(args.device))
+    check_arguments(k=args.k, size=args.size, batch=args.batch, crop=args.crop, workers=args.workers)
+    find_images(args.images)
+    folder = RenderFolder(args.out)
+    folder.check_writable()
+    device = resolve_device(args.device or "auto")
+    model = open_model(args.model, args.weights, device)
+    shape = probe_layer(model, args.layer, args.size, device)
+    _channel_list(args.channels, shape[0])
+    folder.check_writable([args.layer])
+    with folder.lock(MAIN):
         result = topk(model, args.layer, args.images, channels=args.channels, k=args.k, size=args.size,
-                      batch=args.batch, device=args.device, progress=not args.quiet, workers=args.workers,
+                      batch=args.batch, device=device, progress=not args.quiet, workers=args.workers,
                       crop=args.crop)
-        manifest = write_topk(result, args.out, model_name=args.model)
-    except (KeyError, ValueError, IndexError, FileNotFoundError) as e:
-        print(f"featvis topk: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
-        return 2
+        manifest = write_topk(result, folder, model_name=args.model)
     n_read = len(result.paths) - len(result.skipped)
     print(f"{n_read} images read, {len(result.skipped)} skipped; top {args.k} of {len(result.channels)} channel(s) "
           f"of {args.layer} -> {manifest}")

@@ -43,9 +43,10 @@ def featvis(*args, **extra):
 
 
 def files(folder: Path):
-    """{relative path: bytes} of every file under ``folder`` except the manifest."""
+    """{relative path: bytes} of every image and sheet under ``folder`` (not the records: the
+    manifest, the parts and the locks hold timings and process ids)."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != "manifest.json"}
+            if p.is_file() and p.name not in ("manifest.json", ".featvis.lock") and p.parent.name != "parts"}
 
 
 def images_table(folder: Path):
@@ -141,10 +142,13 @@ def test_ctrl_c_stops_after_the_complete_batch_with_status_130(tmp_path):
 def test_rerun_skips_done_channels_and_redoes_a_damaged_one(reference, tmp_path, capsys):
     out = tmp_path / "renders"
     shutil.copytree(reference, out)
-    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    def stamps():  # every file but the locks, which record who held them last
+        return {p: p.stat().st_mtime_ns for p in out.rglob("*") if not p.name.endswith(".lock")}
+
+    before = stamps()
     assert main([*SIX, "--out", str(out)]) == 0
     assert "nothing to do: all 6 channels" in capsys.readouterr().out
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before  # not even the manifest
+    assert stamps() == before  # not even the manifest
 
     (out / "conv2" / "4.png").write_bytes(b"\x89PNG truncated")
     (out / "conv2" / "1.png").unlink()

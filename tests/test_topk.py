@@ -10,6 +10,8 @@ from torch import nn
 
 import featvis
 from featvis import topk as tk
+from featvis.errors import UsageError
+from featvis.folder import RenderFolder
 from featvis.io import figure_layout
 
 SIZE = 48
@@ -126,15 +128,21 @@ def test_channel_specs_use_the_render_syntax():
         tk._channel_list("x", 8)
 
 
-def test_write_topk_keeps_other_manifest_keys_and_writes_crops(folder, tmp_path):
+def test_write_topk_keeps_the_render_records_and_writes_crops(folder, tmp_path):
     out = tmp_path / "render"
-    out.mkdir()
-    (out / "manifest.json").write_text(json.dumps({"model": "colour_net", "layers": {"pool": {"0": "pool/0.png"}}}))
+    rf = RenderFolder(out)
+    with rf.lock():
+        rf.claim({"model": "colour_net", "weights": {"spec": "none", "sha256": "0" * 64}, "settings": {"size": 8}})
+        sha = rf.save_image("pool/0.png", torch.zeros(3, 8, 8))
+        rf.record_images("pool", {"0": {"channel": 0, "k": 0, "seed": 1, "value": 0.5, "file": "pool/0.png",
+                                        "sha256": sha, "run": 0}}, sheet=False)
     result = tk.topk(colour_net(), "pool", folder, channels=[0, 1], k=2, size=SIZE, batch=8, device="cpu",
                      progress=False, report=lambda *a: None)
     tk.write_topk(result, out, model_name="colour_net")
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["model"] == "colour_net" and manifest["layers"] == {"pool": {"0": "pool/0.png"}}
+    assert manifest == {**rf.read(), "derived": manifest["derived"]}  # manifest.json is the merge of the parts
+    assert manifest["featvis_manifest"] == 2 and manifest["model"] == "colour_net"
+    assert list(manifest["layers"]["pool"]["images"]) == ["0"]
     entry = manifest["topk"]["pool"]
     assert set(entry["channels"]) == {"0", "1"} and entry["k"] == 2
     assert [s["path"].endswith("broken.jpg") for s in entry["skipped"]] == [True]
@@ -142,7 +150,7 @@ def test_write_topk_keeps_other_manifest_keys_and_writes_crops(folder, tmp_path)
     assert first["image"] == "b/red.png" and first["rank"] == 0
     crop = np.asarray(Image.open(out / first["crop"]))
     assert crop.shape == (6, 6, 3) and (crop[..., 0] > 200).mean() > 0.5 and (crop[..., 1] < 50).mean() > 0.5
-    assert not list(out.glob(".*.tmp"))  # atomic writes leave nothing behind
+    assert not [p for p in out.rglob(".*") if "fvtmp" in p.name]  # atomic writes leave nothing behind
 
 
 def test_examples_sheet_puts_each_visualization_beside_its_crops(folder, tmp_path):
@@ -159,7 +167,7 @@ def test_examples_sheet_puts_each_visualization_beside_its_crops(folder, tmp_pat
     assert sheet.getpixel((x + 16, y + 16)) == (0, 128, 0)
     x, y = layout.cells[1, 0]
     assert sheet.getpixel((x + 16, y + 16)) == (255, 255, 255)  # no visualization: blank cell
-    with pytest.raises(KeyError, match="no top-k records for layer"):
+    with pytest.raises(UsageError, match="no top-k records for layer"):
         tk.examples_sheet(out, "conv")
 
 
@@ -173,8 +181,8 @@ def test_cli_run(folder, tmp_path, capsys):
     assert "14 images read, 1 skipped" in capsys.readouterr().out
     assert json.loads((tmp_path / "o" / "manifest.json").read_text())["topk"]["pool"]["model"] == "colour_net_for_tests"
     args.layer = "nope"
-    assert tk.run(args) == 2
-    assert "no layer 'nope'" in capsys.readouterr().err
+    with pytest.raises(UsageError, match="no layer 'nope'"):
+        tk.run(args)
 
 
 def test_crop_overrides_the_receptive_field(folder):
