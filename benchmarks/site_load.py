@@ -11,7 +11,6 @@ nothing to do.
     python3 benchmarks/site_load.py --units 5000 --runs 9
 """
 import argparse
-import json
 import shutil
 import statistics
 import sys
@@ -31,20 +30,23 @@ FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "-
 
 
 def make_folder(root: Path, n: int, size: int = 32) -> Path:
-    """A render folder as ``featvis render`` writes it: ``layer/<c>.png`` and ``manifest.json``."""
+    """A render folder as ``featvis render`` writes it (through :class:`featvis.folder.RenderFolder`):
+    ``big/<c>.png`` of random noise and its records."""
+    from featvis.folder import RenderFolder
     rng = np.random.default_rng(0)
-    (root / "big").mkdir(parents=True)
-    images = {}
-    for c in range(n):
-        rel = f"big/{c}.png"
-        Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)).save(root / rel)
-        images[str(c)] = {"channel": c, "k": 0, "seed": c, "value": float(rng.normal()), "file": rel, "run": 0}
-    manifest = {"featvis_manifest": 1, "model": "bench", "weights": {"spec": "none", "sha256": "0" * 64},
-                "settings": {"neurons": False, "size": size, "steps": 1, "lr": 0.05, "param": "fourier",
-                             "diversity": 1, "seed": 0, "format": "png", "device": "cpu"},
-                "layers": {"big": {"channels": n, "objective": "channel(big:c)", "images": images}},
-                "featvis": "bench", "runs": []}
-    (root / "manifest.json").write_text(json.dumps(manifest))
+    folder = RenderFolder(root)
+    header = {"model": "bench", "weights": {"spec": "none", "sha256": "0" * 64}, "featvis": "bench",
+              "settings": {"neurons": False, "size": size, "steps": 1, "lr": 0.05, "param": "fourier",
+                           "diversity": 1, "seed": 0, "format": "png", "device": "cpu"}}
+    with folder.lock():
+        folder.claim(header)
+        entries = {}
+        for c in range(n):
+            rel = folder.image_rel("big", str(c))
+            pic = Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8))
+            sha = folder.save_image(rel, pic)
+            entries[str(c)] = {"channel": c, "k": 0, "seed": c, "value": float(rng.normal()), "file": rel, "sha256": sha}
+        folder.record_images("big", entries, section={"objective": "channel(big:c)", "channels": n}, sheet=False)
     return root
 
 

@@ -53,7 +53,7 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 # ==================================================================================================
-# Reading a render folder. This is the ONE place that knows the folder's files and manifest keys;
+# Reading a render folder: the ONE place that reads one (through featvis.folder, its owner);
 # everything below works on the plain records it returns.
 # ==================================================================================================
 
@@ -110,43 +110,31 @@ class Folder:
     warnings: List[str] = field(default_factory=list)
 
 
-def _inside(root: Path, rel, what: str) -> Path:
-    """``root / rel`` resolved, which must stay inside ``root`` (a manifest names files, never places)."""
-    if not isinstance(rel, str) or not rel or os.path.isabs(rel):
-        raise UsageError(f"{root}: {what} names {rel!r}, not a path relative to the folder; "
-                         "the manifest is damaged: re-run the command that wrote it")
-    path = (root / rel).resolve()
-    if path != root and root not in path.parents:
-        raise UsageError(f"{root}: {what} names {rel!r}, which is outside the folder; featvis site reads only "
-                         "files inside a render folder (fix or remove that entry)")
-    return path
-
-
 def read_folder(path) -> Folder:
-    """Read a render folder (``manifest.json``: renders and ``topk`` records; ``<layer>/circuits/*.json``).
+    """Read a render folder through :class:`featvis.folder.RenderFolder` (its merged records:
+    renders and ``topk``), plus the circuit records ``<layer>/circuits/<channel>.json``.
 
-    Every path the manifest names must stay inside the folder (:class:`UsageError` otherwise).
+    Every path a record names must stay inside the folder (:class:`UsageError` otherwise).
     Recorded files that are missing are left out with a warning in ``Folder.warnings``.
     """
-    root = Path(path).resolve()
-    manifest_path = root / "manifest.json"
-    if not root.is_dir():
+    from .folder import RenderFolder
+    if not Path(path).is_dir():
         raise UsageError(f"{path}: no such folder; give folders written by featvis render (or topk)")
-    if not manifest_path.is_file():
-        raise UsageError(f"{path} has no manifest.json; give a folder written by featvis render or featvis topk")
-    try:
-        m = json.loads(manifest_path.read_text())
-        if not isinstance(m, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as e:
-        raise UsageError(f"{manifest_path} cannot be read as a featvis manifest ({e}); re-run featvis render there") from e
+    rf = RenderFolder(path)
+    m = rf.read()
+    if m is None:
+        raise UsageError(f"{path} holds no featvis records (no manifest.json or parts/); "
+                         "give a folder written by featvis render or featvis topk")
+    root = Path(path).resolve()
     warnings: List[str] = []
 
-    def present(p: Path, what: str) -> bool:
+    def file(rel, what: str) -> Optional[Path]:
+        """The recorded file, resolved; None (and a warning) when it is missing."""
+        p = rf.path(rel).resolve()
         if p.is_file():
-            return True
+            return p
         warnings.append(f"{what}: {p} is missing; left out")
-        return False
+        return None
 
     settings = m.get("settings") or {}
     kind = "neuron" if settings.get("neurons") else "channel"
@@ -154,8 +142,8 @@ def read_folder(path) -> Folder:
     for name, sec in (m.get("layers") or {}).items():
         images = []
         for key, rec in (sec.get("images") or {}).items():
-            p = _inside(root, rec.get("file"), f"layer {name} image {key}")
-            if present(p, f"{name} image {key}"):
+            p = file(rec["file"], f"{name} image {key}")
+            if p is not None:
                 images.append(Image(int(rec["channel"]), int(rec.get("k", 0)), kind, rec.get("seed"), rec.get("value"), p))
         layers[name] = {"channels": sec.get("channels"), "objective": sec.get("objective"), "images": images}
     topk: Dict[str, dict] = {}
@@ -165,11 +153,11 @@ def read_folder(path) -> Folder:
         chans: Dict[int, List[Example]] = {}
         for c, recs in (sec.get("channels") or {}).items():
             for r in recs:
-                p = _inside(root, r.get("crop"), f"topk {name}:{c} rank {r.get('rank')}")
-                if present(p, f"topk {name}:{c}"):
-                    chans.setdefault(int(c), []).append(Example(int(r["rank"]), float(r["value"]), str(r.get("image", "")), p))
-        info = {k: sec.get(k) for k in ("images", "k", "size", "score")}
-        topk[name] = {"info": info, "channels": chans}
+                p = file(r["crop"], f"topk {name}:{c}")
+                if p is not None:
+                    chans.setdefault(int(c), []).append(Example(int(r.get("rank", 0)), float(r["value"]),
+                                                                str(r.get("image", "")), p))
+        topk[name] = {"info": {k: sec.get(k) for k in ("images", "k", "size", "score")}, "channels": chans}
     circuits: Dict[str, Dict[int, Circuit]] = {}
     for f in sorted(root.glob("*/circuits/*.json")):
         if not f.stem.isdigit():
@@ -179,9 +167,7 @@ def read_folder(path) -> Folder:
             rec = json.loads(f.read_text())
             inputs = []
             for u in rec["inputs"]:
-                heat = _inside(root, u["heatmap"], f"circuit {f.name} heatmap") if u.get("heatmap") else None
-                if heat is not None and not present(heat, f"circuit {layer}:{f.stem}"):
-                    heat = None
+                heat = file(u["heatmap"], f"circuit {layer}:{f.stem}") if u.get("heatmap") else None
                 inputs.append(Upstream(int(u["channel"]), float(u["norm"]), str(u.get("sign", "")), heat))
             circuits.setdefault(layer, {})[int(f.stem)] = Circuit(str(rec["from"]), inputs)
         except UsageError:  # a path outside the folder is refused, not skipped
@@ -189,7 +175,7 @@ def read_folder(path) -> Folder:
         except (OSError, ValueError, KeyError, TypeError) as e:
             warnings.append(f"{f} is not a circuit record ({type(e).__name__}: {e}); left out")
     if not model:
-        raise UsageError(f"{manifest_path} names no model; give a folder written by featvis render or featvis topk")
+        raise UsageError(f"{path}: its records name no model; give a folder written by featvis render or featvis topk")
     versions = {k: str(m[k]) for k in ("featvis", "torch", "device") if m.get(k)}
     return Folder(root, str(model), dict(m.get("weights") or {}), dict(settings), versions, layers, topk, circuits,
                   warnings)
@@ -304,6 +290,24 @@ def collect(folders: Sequence[Tuple[str, Folder]]) -> Dict[str, Model]:
 # Writing the site: a plan of files, then only the changes
 # ==================================================================================================
 
+def _replace(path: Path, write: Callable[[str], None]) -> None:
+    """``write(tmp)`` next to ``path``, then rename: a reader never sees half a file. Not fsynced
+    (featvis.io.atomic_write is; for thousands of derived files that costs ~10x the build): the
+    record of the run, written last, is, and a file that does not match its record is redone."""
+    import tempfile
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".site-tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 class _Writer:
     """Writes files under ``out`` only when they changed, and remembers what it wrote."""
 
@@ -344,7 +348,6 @@ class _Writer:
 
     def text(self, rel: str, content: str) -> None:
         """A page or static file: written when its bytes differ from what is there."""
-        from .io import atomic_write
         data = content.encode()
         dest = self._dest(rel)
         try:
@@ -352,7 +355,7 @@ class _Writer:
         except OSError:
             same = False
         if not same:
-            atomic_write(dest, lambda tmp: Path(tmp).write_bytes(data))
+            _replace(dest, lambda tmp: Path(tmp).write_bytes(data))
         self._done(rel, None, not same)
 
     def image(self, rel: str, src: Path) -> None:
@@ -368,8 +371,7 @@ class _Writer:
         if self.link:
             os.symlink(os.path.relpath(src, dest.parent), dest)
         else:
-            from .io import atomic_write
-            atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp))
+            _replace(dest, lambda tmp: shutil.copyfile(src, tmp))
         self._done(rel, source, True)
 
     def thumbnail(self, rel: str, src: Path, size: int) -> Tuple[int, int]:
@@ -381,14 +383,13 @@ class _Writer:
             self._done(rel, source, False, wh=list(wh))
             return wh
         from PIL import Image as PILImage
-        from .io import atomic_write
         with PILImage.open(src) as im:
             im = im.convert("RGB")
             im.thumbnail((size, size), PILImage.LANCZOS)
         dest = self._dest(rel)
         if dest.is_symlink():
             dest.unlink()
-        atomic_write(dest, lambda tmp: im.save(tmp, format="JPEG", quality=88))
+        _replace(dest, lambda tmp: im.save(tmp, format="JPEG", quality=88))
         self._done(rel, source, True, wh=list(im.size))
         return im.size
 
@@ -474,6 +475,8 @@ def build(dirs: Sequence, out="site", link: bool = False, thumb: int = THUMB, pr
     warnings = [w for _, f in folders for w in f.warnings]
     for w in warnings:
         warn(w)
+    for tmp in out.rglob(".*.site-tmp"):  # left by a killed run (only ours carry this suffix)
+        tmp.unlink()
     writer = _Writer(out, link)
     writer.text(f"{STATIC}/site.css", CSS)
     writer.text(f"{STATIC}/site.js", JS)

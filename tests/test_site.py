@@ -140,14 +140,17 @@ def test_rerun_writes_only_what_changed_and_removes_what_left(renders, tmp_path)
     assert changed.written == 2
     assert (out / "toy/conv2/img/channel/4_0.png").read_bytes() == (src / "conv2/4_0.png").read_bytes()
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
-    # a user's own file in the site is left alone; pages of a layer no longer given go
+    # a folder given once more adds its pages; left out again, what only it gave goes, and a
+    # user's own file in the site is left alone
+    more = site.build([src, renders["handcoded"], renders["neurons"]], out)
+    assert more.models == 2 and (out / "handcoded/edges/0.html").is_file()
+    assert (out / "toy/conv2/img/neuron/0.png").is_file()
     (out / "notes.txt").write_text("mine")
-    m = json.loads((src / "manifest.json").read_text())
-    del m["layers"]["conv1"]
-    (src / "manifest.json").write_text(json.dumps(m))
     fewer = site.build([src], out)
-    assert fewer.removed > 0 and not (out / "toy/conv1").exists() and (out / "notes.txt").read_text() == "mine"
-    assert not (out / "index.html").read_text().count("conv1/index.html")
+    assert fewer.written == 1 + 1 + 4  # the index, toy's page (its folders), the pages of the neuron units
+    assert fewer.removed == more.written - fewer.written  # all that the other two folders added
+    assert not (out / "handcoded").exists() and not (out / "toy/conv2/img/neuron").exists()
+    assert (out / "notes.txt").read_text() == "mine" and "handcoded" not in (out / "index.html").read_text()
 
 
 def test_link_makes_relative_symlinks(renders, tmp_path):
@@ -162,27 +165,38 @@ def test_link_makes_relative_symlinks(renders, tmp_path):
     assert not img.is_symlink() and img.read_bytes() == (renders["handcoded"] / "edges/3.png").read_bytes()
 
 
+def edit_records(folder: Path, edit):
+    """Change the records of a render folder behind featvis's back (its part, or a v1 manifest)."""
+    for path in sorted((folder / "parts").glob("*.json")) or [folder / "manifest.json"]:
+        data = json.loads(path.read_text())
+        edit(data)
+        path.write_text(json.dumps(data))
+
+
 def test_paths_outside_the_folder_are_refused(renders, tmp_path):
-    src = tmp_path / "toy"
+    src = tmp_path / "hand"
     shutil.copytree(renders["handcoded"], src)
     (tmp_path / "secret.png").write_bytes((src / "edges/0.png").read_bytes())
-    m = json.loads((src / "manifest.json").read_text())
-    m["layers"]["edges"]["images"]["0"]["file"] = "../secret.png"
-    (src / "manifest.json").write_text(json.dumps(m))
+    for bad, message in (("../secret.png", "leaves the folder"), (str(tmp_path / "secret.png"), "absolute path")):
+        edit_records(src, lambda m: m["layers"]["edges"]["images"]["0"].update(file=bad))
+        with pytest.raises(UsageError, match=message):
+            site.build([src], tmp_path / "atlas")
+    assert not (tmp_path / "atlas").exists()
+    # a symlink inside the folder that leads out of it
+    edit_records(src, lambda m: m["layers"]["edges"]["images"]["0"].update(file="edges/0.png"))
+    (src / "edges/0.png").unlink()
+    (src / "edges/0.png").symlink_to(tmp_path / "secret.png")
     with pytest.raises(UsageError, match="outside the folder"):
         site.build([src], tmp_path / "atlas")
-    m["layers"]["edges"]["images"]["0"]["file"] = str(tmp_path / "secret.png")
-    (src / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(UsageError, match="not a path relative"):
-        site.build([src], tmp_path / "atlas")
-    assert not (tmp_path / "atlas").exists()
-    m["layers"]["edges"]["images"]["0"]["file"] = "edges/0.png"
-    (src / "manifest.json").write_text(json.dumps(m))
+    (src / "edges/0.png").unlink()
+    shutil.copy(tmp_path / "secret.png", src / "edges/0.png")
+    site.build([src], tmp_path / "atlas")
+    # a circuit record's heatmap outside the folder
     write_circuits(src, "curves", "pool", [0], 8)
     rec = json.loads((src / "curves/circuits/0.json").read_text())
     rec["inputs"][0]["heatmap"] = "../secret.png"
     (src / "curves/circuits/0.json").write_text(json.dumps(rec))
-    with pytest.raises(UsageError, match="outside the folder"):
+    with pytest.raises(UsageError, match="leaves the folder"):
         site.build([src], tmp_path / "atlas")
 
 
@@ -217,9 +231,7 @@ def test_out_folders_that_are_not_ours_are_refused(renders, tmp_path, capsys):
 def test_same_model_other_weights_are_separate_models(renders, tmp_path):
     other = tmp_path / "toy2"
     shutil.copytree(renders["toy"], other)
-    m = json.loads((other / "manifest.json").read_text())
-    m["weights"]["sha256"] = "ab" * 32
-    (other / "manifest.json").write_text(json.dumps(m))
+    edit_records(other, lambda m: m["weights"].update(sha256="ab" * 32))
     summary = site.build([renders["toy"], other], tmp_path / "atlas")
     assert summary.models == 2
     names = sorted(p.name for p in (tmp_path / "atlas").iterdir() if p.is_dir() and p.name != site.STATIC)
