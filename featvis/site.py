@@ -77,6 +77,7 @@ class Example:
     value: float
     image: str  # the source image, relative to the topk image folder (shown, never read)
     path: Path  # the crop, absolute, inside its folder
+    source: int = 0  # which of the layer's top-k records (one per folder) it comes from
 
 
 @dataclass
@@ -252,6 +253,10 @@ def collect(folders: Sequence[Tuple[str, Folder]]) -> Dict[str, Model]:
             model = models[key] = Model(key, slug(key), f.weights)
             if model.slug == STATIC:
                 model.slug = "model" + STATIC
+            clash = [o.name for o in models.values() if o.slug == model.slug and o is not model]
+            if clash:
+                raise UsageError(f"models {clash[0]!r} and {key!r} would share the page folder {model.slug!r}; "
+                                 "put one of them into a separate site")
         model.folders.append(given)
         for name in sorted(set(f.layers) | set(f.topk) | set(f.circuits)):
             layer = model.layers.get(name)
@@ -274,8 +279,10 @@ def collect(folders: Sequence[Tuple[str, Folder]]) -> Dict[str, Model]:
                     layer.units.setdefault(im.channel, Unit(im.channel)).images.append((rs, im))
             if name in f.topk:
                 layer.topk.append(f.topk[name]["info"])
-                for c, ex in f.topk[name]["channels"].items():
-                    layer.units.setdefault(c, Unit(c)).examples.extend(sorted(ex, key=lambda e: e.rank))
+                for c, exs in f.topk[name]["channels"].items():
+                    for ex in exs:
+                        ex.source = len(layer.topk) - 1
+                    layer.units.setdefault(c, Unit(c)).examples.extend(exs)
             for c, circ in f.circuits.get(name, {}).items():
                 layer.units.setdefault(c, Unit(c)).circuit = circ
     for model in models.values():
@@ -283,6 +290,7 @@ def collect(folders: Sequence[Tuple[str, Folder]]) -> Dict[str, Model]:
             layer.units = dict(sorted(layer.units.items()))
             for u in layer.units.values():  # channel renders first: they make the thumbnail
                 u.images.sort(key=lambda p: (p[0].kind != "channel", layer.renders.index(p[0]), p[1].k))
+                u.examples.sort(key=lambda ex: (-ex.value, ex.source, ex.rank))
     return dict(sorted(models.items()))
 
 
@@ -315,6 +323,8 @@ class _Writer:
         self.out, self.link = out, link
         self.old = self._load_state()
         self.files: Dict[str, dict] = {}
+        if not (out / STATE).exists():  # claim the folder first: a run killed early can be re-run
+            self._save(self.old)
         self.counts = {"written": 0, "unchanged": 0, "removed": 0}
 
     def _load_state(self) -> Dict[str, dict]:
@@ -395,7 +405,6 @@ class _Writer:
 
     def finish(self) -> None:
         """Remove what an earlier run wrote that is no longer part of the site; save the record."""
-        from .io import atomic_write
         for rel in sorted(set(self.old) - set(self.files)):
             dest = self.out / rel
             home = dest.parent.resolve()
@@ -406,7 +415,11 @@ class _Writer:
                 while parent != self.out and parent.is_dir() and not any(parent.iterdir()):
                     parent.rmdir()
                     parent = parent.parent
-        text = json.dumps({"featvis_site": STATE_VERSION, "featvis": __version__, "files": self.files}, indent=0)
+        self._save(self.files)
+
+    def _save(self, files: Dict[str, dict]) -> None:
+        from .io import atomic_write
+        text = json.dumps({"featvis_site": STATE_VERSION, "featvis": __version__, "files": files}, indent=0)
         atomic_write(self.out / STATE, lambda tmp: Path(tmp).write_text(text + "\n"))
 
 
@@ -501,7 +514,7 @@ def _asset_name(rs_tag: str, folder: Path, layer: str, path: Path) -> str:
     """Where a folder's file goes under ``<layer>/img/``: its path below ``DIR/<layer>/``."""
     base = folder / layer
     rel = path.relative_to(base).as_posix() if base in path.parents else "_/" + path.relative_to(folder).as_posix()
-    return f"img/{rs_tag}/{rel}"
+    return f"img/{rs_tag}/" + "/".join(slug(part) for part in rel.split("/"))  # safe in a URL as it is
 
 
 def _write_layer(writer: _Writer, models: Dict[str, Model], model: Model, layer: Layer, thumb: int, bar) -> None:
@@ -514,12 +527,12 @@ def _write_layer(writer: _Writer, models: Dict[str, Model], model: Model, layer:
             names[id(im)] = _asset_name(rs.tag, rs.folder.path, layer.name, im.path)
             writer.image(f"{base}/{names[id(im)]}", im.path)
         for ex in unit.examples:
-            names[id(ex)] = "img/topk/" + _tail(ex.path, "topk")
+            names[id(ex)] = f"img/topk{ex.source or ''}/" + "/".join(slug(p) for p in _tail(ex.path, "topk").split("/"))
             writer.image(f"{base}/{names[id(ex)]}", ex.path)
         if unit.circuit:
             for u in unit.circuit.inputs:
                 if u.heatmap is not None:
-                    names[id(u)] = "img/circuits/" + u.heatmap.name
+                    names[id(u)] = "img/circuits/" + slug(u.heatmap.name)
                     writer.image(f"{base}/{names[id(u)]}", u.heatmap)
         first = unit.primary.path if unit.primary else (unit.examples[0].path if unit.examples else None)
         if first is not None:

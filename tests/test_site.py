@@ -153,6 +153,25 @@ def test_rerun_writes_only_what_changed_and_removes_what_left(renders, tmp_path)
     assert (out / "notes.txt").read_text() == "mine" and "handcoded" not in (out / "index.html").read_text()
 
 
+def test_a_run_stopped_midway_can_be_run_again(renders, tmp_path, monkeypatch):
+    out = tmp_path / "atlas"
+    real = site._Writer.thumbnail
+
+    def stop(self, rel, src, size):
+        if rel.endswith("/5.jpg"):
+            raise KeyboardInterrupt
+        return real(self, rel, src, size)
+
+    monkeypatch.setattr(site._Writer, "thumbnail", stop)
+    with pytest.raises(KeyboardInterrupt):
+        site.build([renders["handcoded"]], out)
+    assert any(out.rglob("*.png")) and not (out / "index.html").exists()
+    monkeypatch.setattr(site._Writer, "thumbnail", real)
+    summary = site.build([renders["handcoded"]], out)
+    assert (out / "index.html").is_file() and summary.units == 20
+    assert not list(out.rglob("*.site-tmp"))
+
+
 def test_link_makes_relative_symlinks(renders, tmp_path):
     out = tmp_path / "atlas"
     site.build([renders["handcoded"]], out, link=True)
