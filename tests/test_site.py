@@ -425,8 +425,9 @@ def test_links_walk_model_layer_unit_upstream_and_arrow_keys(browser, built, tmp
     assert browser.find_element(By.TAG_NAME, "h1").text.startswith("toy · conv1:")
     # on a phone-sized window the grid still fits the width (no sideways scrolling)
     browser.set_window_size(390, 844)
-    browser.get((built / "toy/conv2/index.html").resolve().as_uri())
-    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    for page in ("index.html", "toy/conv2/index.html", "toy/conv2/3.html"):
+        browser.get((built / page).resolve().as_uri())
+        assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth"), page
     assert not errors_of(browser)
 
 
