@@ -206,9 +206,13 @@ def open_model(name: str, weights: str = "default", device="cpu", seed: int = 0)
         first = _short(e)
         if arg not in (None, "default"):
             if isinstance(e, pickle.UnpicklingError) or "weights only load failed" in str(e).lower():
-                first = "not a file of tensors that torch.load(weights_only=True) can read"
+                first = ("it holds Python objects besides tensors, which featvis does not unpickle because that "
+                         "could run code")
             raise UsageError(f"--weights {weights}: cannot load it into {name} ({first}); "
                              "pass a state dict saved with torch.save for this model, or --weights default|none") from e
+        from .models import WeightsError
+        if isinstance(e, WeightsError):  # its message says what failed and what to do, in full
+            raise UsageError(f"cannot load {name} with --weights {weights}: {' '.join(str(e).split())}") from e
         raise UsageError(f"cannot load {name} with --weights {weights} ({first}); "
                          "pass --weights PATH to a local state dict, or --weights none for random weights") from e
 

@@ -343,6 +343,7 @@ class RenderFolder:
         self.writer: Optional[str] = None
         self.part: Optional[dict] = None  # this writer's records (while the lock is held)
         self._lock_fd: Optional[int] = None
+        self._damage: Optional[UsageError] = None  # why the records could not be read (claim(force=True) starts over)
 
     def __repr__(self):
         return f"RenderFolder({str(self.root)!r})"
@@ -434,7 +435,7 @@ class RenderFolder:
         legacy = self.root / MANIFEST
         if legacy.is_file():
             data = self._load(legacy, MANIFEST)
-            if data.get("featvis_manifest") in (0, 1):
+            if data.get("featvis_manifest", 0) in (0, 1):  # 0: featvis 0.1's topk-only manifest, unversioned
                 return {MAIN: data}
             if data.get("layers") or data.get("topk"):  # version 2 records whose parts are gone
                 raise UsageError(f"{legacy} names parts that are missing from {self.root / PARTS}; restore them, "
@@ -523,13 +524,16 @@ class RenderFolder:
         self._lock_fd, self.writer = fd, writer
         try:
             self._clean_temp(writer, recursive=True)
-            parts = self.read_parts()
+            try:
+                parts, self._damage = self.read_parts(), None
+            except UsageError as e:  # only claim(force=True) may go on: it starts over
+                parts, self._damage = {}, e
             self.part = parts.get(writer) or self._empty_part()
             self.part["featvis_manifest"] = MANIFEST_VERSION
             self.part["writer"] = writer
             yield self
         finally:
-            self.writer, self.part, self._lock_fd = None, None, None
+            self.writer, self.part, self._lock_fd, self._damage = None, None, None, None
             self._release(fd)
 
     @contextmanager
@@ -560,6 +564,8 @@ class RenderFolder:
     def _need_writer(self):
         if self.writer is None:
             raise RuntimeError(f"{self}: writing needs the lock; use `with folder.lock(writer):`")
+        if self._damage is not None:
+            raise self._damage
 
     @staticmethod
     def _empty_part() -> dict:
@@ -587,10 +593,30 @@ class RenderFolder:
         info). Refused (:class:`UsageError`) when the folder's records were made with others,
         unless ``force``: then every part's render records go (top-k records stay) and their
         image files and sheets are deleted, only inside the folder. Returns the files deleted."""
-        self._need_writer()
+        if not force:
+            self._need_writer()
+        elif self.writer is None:
+            raise RuntimeError(f"{self}: writing needs the lock; use `with folder.lock(writer):`")
         deleted: List[str] = []
         with self._folder_lock():
-            parts = self.read_parts()
+            if force:
+                parts = {}
+                for w in self.part_names():
+                    try:
+                        parts[w] = self._load(self.path(f"{PARTS}/{w}.json"), f"{PARTS}/{w}.json")
+                    except UsageError as e:  # damaged: its file names are not trusted, nothing is deleted for it
+                        print(f"featvis: {e}; starting over without it", file=sys.stderr)
+                        self.path(f"{PARTS}/{w}.json").unlink()
+                if not parts and (self.root / MANIFEST).is_file():
+                    try:
+                        parts = self.read_parts()
+                    except UsageError as e:
+                        print(f"featvis: {e}; starting over without it", file=sys.stderr)
+                self._damage = None
+                self.part = parts.get(self.writer) or self._empty_part()
+                self.part.update(featvis_manifest=MANIFEST_VERSION, writer=self.writer)
+            else:
+                parts = self.read_parts()
             parts[self.writer] = self.part
             owners = {w: p for w, p in parts.items() if p.get("settings") is not None}
             if force:
@@ -609,9 +635,10 @@ class RenderFolder:
                         raise UsageError(f"{self.root} holds renders made with other settings ({'; '.join(diffs)}); "
                                          "repeat those settings to resume, choose another --out, or pass --force to "
                                          "start over there")
-            self.part.update({k: v for k, v in header.items() if k not in ("layers", "topk", "runs")})
-            if force:
+            if force and (deleted or self.part_names() or (self.root / MANIFEST).exists()):  # the reset itself; the new settings come with the first records
                 self._write_part(self.writer, self.part)
+                self._merge_locked([])
+            self.part.update({k: v for k, v in header.items() if k not in ("layers", "topk", "runs")})
         return deleted
 
     def _delete(self, rel) -> List[str]:
@@ -753,3 +780,13 @@ class RenderFolder:
         out = self.write_file(self.sheet_rel(layer), lambda tmp: image.save(tmp, format="PNG"), tag=_FOLDER_TAG)
         _crash_point("sheet")
         return out
+
+
+def merge(folder, wait: Optional[float] = None) -> dict:
+    """Rebuild ``folder``'s ``manifest.json`` from its parts and every stale sheet, under the
+    folder lock (what ``featvis merge DIR`` runs after sharded jobs). Returns the merged records;
+    :class:`UsageError` if the parts disagree on model, weights or settings, or one is malformed."""
+    rf = folder if isinstance(folder, RenderFolder) else RenderFolder(folder)
+    if not rf.exists():
+        raise UsageError(f"{rf.root} holds no featvis records (no manifest.json, no parts/); give a render folder")
+    return rf.merge(sheets=None, wait=wait)

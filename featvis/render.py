@@ -1,7 +1,6 @@
 """The optimization loop: param -> transforms -> model (hooked) -> objective -> Adam step."""
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Union
@@ -14,6 +13,7 @@ from .hooks import INPUT, capture
 from .io import save_image, to_pil
 from .models import as_model, pick_device
 from .models.redirect import relu_redirection
+from .models.state import frozen  # noqa: F401  (featvis.render.frozen: where topk and others import it)
 from .objectives import as_objective
 from .param import fit_images, fourier, image_tensor
 from .rng import RandomSource, image_seeds
@@ -51,22 +51,6 @@ class Result:
         return [save_image(img, path.with_name(f"{path.stem}_{i}{path.suffix}")) for i, img in enumerate(self.images)]
 
 
-@contextmanager
-def frozen(model: torch.nn.Module):
-    """Eval mode and no weight gradients for the block; both restored afterwards."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    was_training = model.training
-    model.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        model.train(was_training)
-
-
 def _optimizer(optimizer, params, lr):
     if optimizer is None:
         return torch.optim.Adam(params, lr=lr)
@@ -90,10 +74,29 @@ def evaluate(model, objective, images: torch.Tensor) -> torch.Tensor:
     device = next(iter(model.parameters()), images).device
     images = images.to(device)
     seen = composite(images, GRAY) if images.shape[1] == 4 else images  # RGBA: over gray
-    with torch.no_grad(), frozen(model), capture(model, objective.layers) as run:
+    with torch.no_grad(), frozen(model, device), capture(model, objective.layers) as run:
         acts = run(seen)
         acts[INPUT] = images
         return objective(acts).float().cpu()
+
+
+def _check_arguments(model, param, steps, lr):
+    """render()'s arguments that would otherwise fail deep in the loop, or not at all."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps={steps!r}: expected a whole number of optimization steps (0 returns the start image)")
+    if lr is not None and not (isinstance(lr, (int, float)) and 0 < lr < float("inf")):
+        raise ValueError(f"lr={lr!r}: expected a positive finite learning rate, e.g. 0.05")
+    inference = [name for name, t in list(getattr(model, "named_parameters", lambda: [])()) if t.is_inference()]
+    if inference:
+        raise ValueError(f"the model's {inference[0]} was created under torch.inference_mode(), so no gradient can "
+                         "flow through it; build the model outside inference_mode (render itself may run inside it)")
+    if isinstance(param, torch.nn.Module):  # a param made under inference_mode: ordinary copies of its tensors
+        for module in param.modules():
+            for table in (module._parameters, module._buffers):
+                for name, t in list(table.items()):
+                    if t is not None and t.is_inference():
+                        copy = t.detach().clone()
+                        table[name] = torch.nn.Parameter(copy, t.requires_grad) if isinstance(t, torch.nn.Parameter) else copy
 
 
 def _prepare_param(param, objective, init, seed, device):
@@ -136,9 +139,14 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     >>> result = featvis.render(model, "mixed4a:476", steps=256, seed=0)
     >>> result.save("mixed4a_476.png")
     """
+    if not torch.is_grad_enabled() or torch.is_inference_mode_enabled():  # inside no_grad / inference_mode
+        with torch.inference_mode(False), torch.enable_grad():
+            return render(model, objective, param, transforms, steps, lr, optimizer, seed, device, progress,
+                          snapshots, precision, init, compile)
+    _check_arguments(model, param, steps, lr)
     objective, device = as_objective(objective), pick_device(device)
     check_precision(precision)
-    model = as_model(model).to(device)
+    model = as_model(model)
     param, rng = _prepare_param(param, objective, init, seed, device)
     transforms = standard() if transforms is None else (compose(transforms) if isinstance(transforms, (list, tuple)) else transforms)
     lr = lr if lr is not None else (getattr(param, "default_lr", None) or DEFAULT_LR)
@@ -153,7 +161,7 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
         acts = run(transform(seen, rng)) if transform else run.plain(seen)
         return objective({**acts, INPUT: image})  # (B,)
 
-    with frozen(model), relu_redirection(model) as redirect, \
+    with frozen(model, device), relu_redirection(model) as redirect, \
             model_runner(model, objective.layers, device, precision, compile) as run, \
             tqdm(total=steps, disable=not progress, desc=objective.name[:40], leave=False) as bar:
         for step in range(steps):

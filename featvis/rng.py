@@ -22,12 +22,27 @@ def image_seeds(seed: Seed, batch: int) -> List[int]:
     """
     if seed is None:
         return [int(s) for s in np.random.SeedSequence().generate_state(batch, dtype=np.uint64) >> np.uint64(1)]
-    if isinstance(seed, (int, np.integer)):
-        return [derive_seed(int(seed), i) for i in range(batch)]
-    seeds = [int(s) for s in seed]
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return [derive_seed(check_seed(seed), i) for i in range(batch)]
+    if isinstance(seed, (str, bytes, float, bool)) or not hasattr(seed, "__iter__"):
+        raise TypeError(f"seed={seed!r}: expected an int from 0 to 2**63 - 1, one such int per image, or None")
+    seeds = [check_seed(s) for s in seed]
     if len(seeds) != batch:
         raise ValueError(f"seed has {len(seeds)} entries but the batch has {batch} images; give one seed per image or an int")
     return seeds
+
+
+#: Seeds are 63-bit non-negative ints (what :func:`derive_seed` makes).
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed) -> int:
+    """``seed`` as an int in 0 .. 2**63 - 1; TypeError/ValueError naming it otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed={seed!r}: expected an int from 0 to 2**63 - 1 (a {type(seed).__name__} was given)")
+    if not 0 <= int(seed) <= MAX_SEED:
+        raise ValueError(f"seed={seed}: expected an int from 0 to 2**63 - 1")
+    return int(seed)
 
 
 def derive_seed(*parts: int) -> int:

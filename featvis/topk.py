@@ -216,10 +216,10 @@ def receptive_field(model, layer: str, size: int = 224, probes: int = 4, canvas:
     without spatial dimensions (B, C) sees the whole image.
     """
     device = pick_device(device)
-    model = as_model(model).to(device)
+    model = as_model(model)
     gen = torch.Generator().manual_seed(seed)
     P = size * canvas
-    with frozen(model), capture(model, [layer]) as run:
+    with frozen(model, device), capture(model, [layer]) as run:
         with torch.no_grad():
             small = run(torch.full((1, 3, size, size), 0.5, device=device))[layer]
         if small.dim() != 4:
@@ -347,7 +347,7 @@ def topk(model, layer: str, images, channels=None, k: int = 9, size: int = 224, 
     if not paths:
         raise UsageError("topk needs at least one image")
     device = pick_device(device)
-    model = as_model(model).to(device)
+    model = as_model(model)
     workers = workers or min(4, os.cpu_count() or 1)
 
     def default_report(path, reason):
@@ -358,7 +358,7 @@ def topk(model, layer: str, images, channels=None, k: int = 9, size: int = 224, 
     chosen: Optional[List[int]] = None
     skipped: List[Tuple[Path, str]] = []
     map_size = None
-    with frozen(model), torch.no_grad(), capture(model, [layer]) as run, \
+    with frozen(model, device), torch.no_grad(), capture(model, [layer]) as run, \
             tqdm(total=len(paths), disable=not progress, desc=f"topk {layer}", unit="img", leave=False) as bar:
         for ids, batch_images, bad in _batches(paths, size, batch, workers):
             for i, reason in bad:

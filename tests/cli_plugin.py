@@ -8,6 +8,8 @@ import json
 import os
 import time
 
+import torch
+
 from featvis.models import register
 from featvis.models.toy import build as build_toy
 
@@ -24,8 +26,16 @@ def _stall(module, inputs):
             time.sleep(0.02)
 
 
+def _fail(module, inputs):
+    """``FEATVIS_TEST_FAIL`` set: every optimization step fails (as a NaN or a bad --lr would); plain
+    inference (the layer probe) still works."""
+    if os.environ.get("FEATVIS_TEST_FAIL") and torch.is_grad_enabled():
+        raise FloatingPointError("objective became non-finite (injected by FEATVIS_TEST_FAIL)")
+
+
 @register("tiny", "toy, stalling in its second batch when FEATVIS_TEST_STALL is set (tests only)")
 def build(weights="default"):
     model = build_toy(weights)
     model.net.register_forward_pre_hook(_stall)
+    model.net.register_forward_pre_hook(_fail)
     return model

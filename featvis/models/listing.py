@@ -7,6 +7,7 @@ from typing import List, Optional, Tuple
 import torch
 
 from ..hooks import named_layers
+from .state import frozen
 from .wrap import as_model
 
 
@@ -54,11 +55,8 @@ def layers(model, size: int = 224) -> List[LayerInfo]:
     try:
         p = next(iter(model.parameters()), None)
         device = p.device if p is not None else torch.device("cpu")
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
+        with frozen(model), torch.no_grad():
             model(torch.full((1, 3, size, size), 0.5, device=device))
-        model.train(was_training)
     finally:
         for h in handles:
             h.remove()

@@ -6,6 +6,7 @@ Each model module registers a builder with :func:`register`; a builder takes ``w
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -51,6 +52,24 @@ def pick_device(device=None) -> torch.device:
     return device
 
 
+def _build_weights_only(build, weights):
+    """``build(weights)`` with every ``torch.load`` inside it weights-only (a plugin's too, even
+    one that passes ``weights_only=False``): a checkpoint never runs code.
+    ``TORCH_FORCE_WEIGHTS_ONLY_LOAD`` is torch's own switch for this; its opposite is unset meanwhile."""
+    keys = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    previous = {k: os.environ.get(k) for k in keys}
+    os.environ[keys[0]] = "1"
+    os.environ.pop(keys[1], None)
+    try:
+        return build(weights)
+    finally:
+        for k, v in previous.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def load_model(name: str, weights: Optional[str] = "default", device=None) -> FeatvisModel:
     """A zoo model by name, in eval mode, on ``device`` (CUDA when present if ``None``).
 
@@ -61,7 +80,7 @@ def load_model(name: str, weights: Optional[str] = "default", device=None) -> Fe
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
         hint = f"; close matches: {', '.join(close)}" if close else ""
         raise NotFound(f"no model {name!r}{hint} (see: featvis models, or featvis.list_models())")
-    model = _REGISTRY[name].build(weights)
+    model = _build_weights_only(_REGISTRY[name].build, weights)
     model.name = name
     model.eval()
     for p in model.parameters():

@@ -3,11 +3,21 @@
 ``weights=`` in :func:`featvis.load_model` is ``"default"`` (the model's canonical weights, fetched
 on first use), a path to a local state dict, an in-memory state dict, or ``None`` (random init).
 Every problem raises :class:`WeightsError` with what failed and what to do instead.
+
+Security: a checkpoint is a pickle, and unpickling can run code. featvis reads every checkpoint
+(hub cache, torchvision's files, ``--weights PATH``) with ``torch.load(weights_only=True)``, which
+rebuilds tensors and plain containers only and refuses anything else; a cached file whose hash
+is known (torchvision's file names carry a SHA-256 prefix; pinned :class:`Checkpoint` hashes) is
+checked on every load, not only after the download. :func:`load_model` also sets
+``TORCH_FORCE_WEIGHTS_ONLY_LOAD`` while a plugin's builder runs, so its ``torch.load`` calls are
+weights-only too.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import re
 import urllib.request
 import warnings
 from dataclasses import dataclass
@@ -87,14 +97,37 @@ def _download_to(ckpt: Checkpoint, tmp: str, progress: bool) -> None:
             f"put a verified copy at {cache_path(ckpt.filename)}")
 
 
+def file_sha256(path) -> str:
+    """SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(path: Path, expected: Optional[str], name: str, url: str) -> None:
+    """A cached file must have the SHA-256 featvis knows for it (``expected``: the whole hash or
+    a prefix of it; ``None``: not known, nothing to check)."""
+    if not expected:
+        return
+    got = file_sha256(path)
+    if not got.startswith(expected.lower()):
+        raise WeightsError(f"the cached {name} weights {path} have SHA-256 {got[:16]}..., not the published "
+                           f"{expected[:16]}...: the file is damaged or was replaced, and featvis will not load it. "
+                           f"Delete it to download it again from {url}, or {_local_hint(name)}")
+
+
 def fetch(ckpt: Checkpoint, name: str, progress: bool = True) -> Path:
-    """The cached file of ``ckpt``, downloading it first if it is not in the cache yet.
+    """The cached file of ``ckpt``, downloading it first if it is not in the cache yet; a pinned
+    hash is checked on every call, not only after a download.
 
     The download goes to a temporary file next to the cache entry and is renamed into place only
     once complete and checked, so a failure leaves nothing behind.
     """
     path = cache_path(ckpt.filename)
     if path.is_file():
+        verify(path, ckpt.sha256, name, ckpt.url)
         return path
     try:
         atomic_write(path, lambda tmp: _download_to(ckpt, tmp, progress))
@@ -107,36 +140,52 @@ def fetch(ckpt: Checkpoint, name: str, progress: bool = True) -> Path:
     return path
 
 
+#: torchvision's (and torch hub's) file names carry the first hex digits of the file's SHA-256:
+#: ``resnet18-f37072fd.pth``.
+HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,64})\.")
+
+
 def fetch_torchvision(member, name: str) -> Tuple[StateDict, str]:
-    """The state dict of a torchvision weights enum member, through torchvision's own download
-    machinery (cache under torch hub, hash prefix checked)."""
-    path = cache_path(os.path.basename(member.url))
-    cached = path.is_file()
-    try:
-        state_dict = member.get_state_dict(progress=True, check_hash=True)
-    except Exception as e:  # torch.hub raises URLError, RuntimeError (hash), or pickle errors (bad cache)
-        if cached:
-            raise WeightsError(f"could not read the cached {name} weights {path} ({e}); delete the file to "
-                               f"download it again from {member.url}, or {_local_hint(name)}") from e
-        raise WeightsError(
-            f"could not download the {name} weights from {member.url} ({e}). featvis looks for them at "
-            f"{path}: put the file there, or {_local_hint(name)}") from e
-    return state_dict, member.url
+    """The state dict of a torchvision weights enum member: downloaded once into the torch hub
+    cache, then on every load checked against the SHA-256 prefix in its file name and read with
+    ``weights_only=True`` (torchvision's own loader unpickles without it)."""
+    filename = os.path.basename(member.url.split("?")[0])
+    path = cache_path(filename)
+    found = HASH_IN_NAME.search(filename)
+    prefix = found.group(1) if found else None
+    if not path.is_file():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(member.url, str(path), hash_prefix=prefix, progress=True)
+        except Exception as e:  # URLError, timeouts, a hash mismatch (RuntimeError)
+            raise WeightsError(
+                f"could not download the {name} weights from {member.url} ({' '.join(str(e).split())[:200]}). "
+                f"featvis looks for them at {path}: put the file there, or {_local_hint(name)}") from e
+    verify(path, prefix, name, member.url)
+    return read_state_dict(path, name, cached=True), member.url
 
 
 def read_state_dict(path, name: str, cached: bool = False) -> StateDict:
     """Read a state dict from ``path`` (CPU, tensors only), with errors that say what to do."""
     path = Path(path)
+    if path.is_dir():
+        raise WeightsError(f"{path} is a folder; weights= takes the path of a state dict file (.pth/.pt) in it")
     if not path.is_file():
         raise WeightsError(f"no weights file {str(path)!r} for {name}; weights= takes 'default', a path to "
                            "a state dict (.pth), or None for random weights")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's own multi-line advice (weights_only=False) is not for users
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, not a pickle, foreign objects: all mean "not a usable file"
         fix = ("delete it to download it again" if cached
                else "check that it is a complete file written by torch.save(model.state_dict(), PATH)")
-        raise WeightsError(f"could not read {path} as a PyTorch state dict for {name} ({type(e).__name__}: "
-                           f"{str(e).splitlines()[0] if str(e) else ''}); {fix}") from e
+        if isinstance(e, pickle.UnpicklingError) or "weights only load failed" in str(e).lower():
+            why = ("it holds Python objects other than tensors, which featvis does not unpickle because that could "
+                   "run code (torch.load weights_only=True)")
+        else:
+            why = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        raise WeightsError(f"could not read {path} as a PyTorch state dict for {name} ({why}); {fix}") from e
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]  # checkpoints that wrap the state dict (e.g. Lightning)
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -91,7 +91,9 @@ def wrap(module: nn.Module, normalize=(IMAGENET_MEAN, IMAGENET_STD), name: Optio
         return module
     if not isinstance(module, nn.Module):
         raise TypeError(f"featvis.wrap needs an nn.Module, got {type(module).__name__}")
-    return FeatvisModel(module, normalize, name=name)
+    model = FeatvisModel(module, normalize, name=name)
+    model.training = module.training  # the wrapper follows the net; the net's own flags are untouched
+    return model
 
 
 def as_model(model: nn.Module) -> FeatvisModel:

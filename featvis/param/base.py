@@ -19,6 +19,13 @@ def size_hw(w: int, h: Optional[int]) -> Tuple[int, int]:
     return int(h), int(w)
 
 
+def batch_size(batch) -> int:
+    """``batch`` checked: a whole number of images, at least 1."""
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise ValueError(f"batch={batch!r}: expected a whole number of images, at least 1")
+    return int(batch)
+
+
 class ImageParam(nn.Module):
     """An ``nn.Module`` whose ``forward()`` returns the images (B, 3, H, W) in [0, 1].
 
@@ -80,6 +87,8 @@ def image_tensor(image) -> torch.Tensor:
         image = image[None]
     if image.dim() != 4 or image.shape[1] not in (3, 4):
         raise ValueError(f"expected an image tensor (3|4, H, W) or (B, 3|4, H, W), got shape {tuple(image.shape)}")
+    if not torch.isfinite(image).all():
+        raise ValueError("the image has NaN or infinite values; give values in [0, 1] (or uint8 0..255)")
     if image.min() < 0 or image.max() > 1:
         raise ValueError(f"image values must lie in [0, 1] (or be uint8 0..255), got {image.min():.3g}..{image.max():.3g}")
     return image

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..rng import RandomSource, as_source
-from .base import ImageParam, size_hw
+from .base import ImageParam, size_hw, batch_size
 
 #: Lucid's CPPN notebooks optimize with Adam at this rate; render() uses it when lr is not given.
 CPPN_LR = 0.005
@@ -73,7 +73,7 @@ class CPPN(ImageParam):
                  activation: Union[str, Callable] = "composite", normalize: bool = True, alpha: bool = False):
         super().__init__()
         self.height, self.width = size_hw(w, h)
-        self.batch, self.hidden, self.normalize = int(batch), int(width), normalize
+        self.batch, self.hidden, self.normalize = batch_size(batch), int(width), normalize
         self.channels = 4 if alpha else 3
         if layers < 1 or width < 1:
             raise ValueError(f"cppn needs layers >= 1 and width >= 1, got layers={layers}, width={width}")

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..rng import RandomSource, as_source
-from .base import ImageParam, size_hw
+from .base import ImageParam, size_hw, batch_size
 from .color import from_valid_rgba, to_valid_rgba
 from .lowres import LowResTensor, shared_generator
 
@@ -46,7 +46,7 @@ class Fourier(ImageParam):
                  shared: Shared = None):
         super().__init__()
         self.height, self.width = size_hw(w, h)
-        self.batch, self.sd, self.decorrelate = int(batch), float(sd), decorrelate
+        self.batch, self.sd, self.decorrelate = batch_size(batch), float(sd), decorrelate
         self.channels = 4 if alpha else 3
         self.register_buffer("scale", spectrum_scale(self.height, self.width, decay_power), persistent=False)
         # (B, C, H, W//2 + 1, 2): real and imaginary parts

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..rng import RandomSource, as_source, derive_seed
-from .base import ImageParam, size_hw
+from .base import ImageParam, size_hw, batch_size
 from .color import from_valid_rgba, to_valid_rgba
 
 
@@ -65,7 +65,7 @@ class Pyramid(ImageParam):
                  sd: float = 0.01, decorrelate: bool = True, alpha: bool = False):
         super().__init__()
         self.height, self.width = size_hw(w, h)
-        self.batch, self.decorrelate = int(batch), decorrelate
+        self.batch, self.decorrelate = batch_size(batch), decorrelate
         self.channels = 4 if alpha else 3
         factors = [int(k) for k in factors]
         if not factors or min(factors) < 1:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..rng import RandomSource, as_source
-from .base import ImageParam, size_hw
+from .base import ImageParam, size_hw, batch_size
 from .color import from_valid_rgba, to_valid_rgb
 
 
@@ -17,7 +17,7 @@ class Pixel(ImageParam):
     def __init__(self, w: int, h: Optional[int] = None, batch: int = 1, sd: float = 0.01, decorrelate: bool = False):
         super().__init__()
         self.height, self.width = size_hw(w, h)
-        self.batch, self.sd, self.decorrelate = int(batch), float(sd), decorrelate
+        self.batch, self.sd, self.decorrelate = batch_size(batch), float(sd), decorrelate
         self.pixels = nn.Parameter(torch.empty(self.batch, 3, self.height, self.width))
         self.reset(as_source(None, self.batch, "cpu"))
 
