@@ -592,8 +592,7 @@ def _page(title: str, depth: int, body: str, crumbs: Sequence[Tuple[str, Optiona
 <main class="{main_class}">
 {body}
 </main>
-<footer>Made with <a href="https://github.com/featvis/featvis">featvis</a> {e(__version__)}
-· <code>featvis site</code></footer>
+<footer>Made with featvis {e(__version__)} (<code>featvis site</code>)</footer>
 </body>
 </html>
 """
