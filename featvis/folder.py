@@ -407,9 +407,12 @@ class RenderFolder:
 
     def _load(self, path: Path, where: str) -> dict:
         try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            raise UsageError(f"cannot read {path} ({getattr(e, 'strerror', None) or e}); fix its permissions or "
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"{path} is not UTF-8 text, so not a featvis manifest; fix or remove it, choose another "
+                             "--out, or pass --force to start over there") from None
+        except OSError as e:
+            raise UsageError(f"cannot read {path} ({e.strerror or e}); fix its permissions or "
                              "choose another --out") from e
         try:
             data = json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(f"{c} is not JSON")))

@@ -1,6 +1,7 @@
 """The optimization loop: param -> transforms -> model (hooked) -> objective -> Adam step."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Union
@@ -115,6 +116,19 @@ def _prepare_param(param, objective, init, seed, device):
     return param, rng
 
 
+def _with_grad(fn):
+    """Run ``fn`` with autograd on, also when called inside ``torch.no_grad()`` or
+    ``torch.inference_mode()`` (optimizing an image needs gradients; the caller's mode is back after)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+            return fn(*args, **kwargs)
+        with torch.inference_mode(False), torch.enable_grad():
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+@_with_grad
 def render(model, objective, param=None, transforms=None, steps: int = 512, lr: Optional[float] = None,
            optimizer=None, seed=None, device=None, progress: bool = True,
            snapshots: Iterable[int] = (), precision: str = "fp32", init=None,
@@ -139,10 +153,6 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     >>> result = featvis.render(model, "mixed4a:476", steps=256, seed=0)
     >>> result.save("mixed4a_476.png")
     """
-    if not torch.is_grad_enabled() or torch.is_inference_mode_enabled():  # inside no_grad / inference_mode
-        with torch.inference_mode(False), torch.enable_grad():
-            return render(model, objective, param, transforms, steps, lr, optimizer, seed, device, progress,
-                          snapshots, precision, init, compile)
     _check_arguments(model, param, steps, lr)
     objective, device = as_objective(objective), pick_device(device)
     check_precision(precision)

@@ -439,3 +439,17 @@ def test_a_layer_folder_that_is_a_file(tmp_path, capsys):
     (out / "conv2").write_text("a file")
     assert main([*SIX, "--out", str(out)]) == 2
     assert "is a file, but featvis keeps layer conv2's images in a folder" in capsys.readouterr().err
+
+
+def test_atomic_writes_fsync_the_file_and_its_folder(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+
+    def spy(fd):
+        synced.append(os.path.realpath(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(fo.os, "fsync", spy)
+    fo.atomic_write(tmp_path / "a" / "x.json", lambda tmp: Path(tmp).write_text("{}"))
+    assert len(synced) == 2 and ".fvtmp-main-" in synced[0] and synced[1] == str((tmp_path / "a").resolve())
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["x.json"]
