@@ -302,9 +302,14 @@ def cmd_spectrum(sub):
     p.fill = _lazy("spectrum", "add_arguments")
 
 
+def cmd_site(sub):
+    p = _add(sub, "site", _lazy("site", "run"), "build a static website of render folders: a page per model, layer and unit")
+    p.fill = _lazy("site", "add_arguments")
+
+
 #: The subcommands, in the order ``featvis --help`` lists them.
 COMMANDS: List[Callable] = [cmd_models, cmd_layers, cmd_render, cmd_sheet, cmd_topk, cmd_figure, cmd_circuit,
-                            cmd_selfcheck, cmd_merge, cmd_plan, cmd_spectrum]
+                            cmd_selfcheck, cmd_merge, cmd_plan, cmd_spectrum, cmd_site]
 
 
 def parser() -> argparse.ArgumentParser:
