@@ -244,7 +244,7 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
             image = param()
             values = score(run, image, None)
             _nonfinite_error(objective, [~torch.isfinite(values).all()], steps, values)
-            terms = {k: score(run, image, None, part).float().cpu() for k, part in objective.terms.items()}
+            terms = {k: score(run, image, None, of=part).float().cpu() for k, part in objective.terms.items()}
     if steps in wanted:
         snaps[steps] = image.detach().float().cpu()
     return Result(image.detach().float().cpu(), values.detach().float().cpu(), objective.name, rng.seeds, steps, snaps,

@@ -1,7 +1,10 @@
 """Every command line in the README's ```bash blocks runs (in order, in one fresh folder), with
 what a test cannot do substituted: ``--weights none`` for downloads, 2 steps at 64 px for renders,
 a folder of three images for ``~/imagenet/val``. A line that is not a featvis command must be one
-of the install/test commands listed here, so no line is skipped silently."""
+of the install/test commands listed here, so no line is skipped silently. The one block marked
+``<!-- cluster block ... -->`` (whole models on GPUs and clusters: hours of work, torchrun, sbatch)
+is run on the toy model by tests/test_shard.py instead; here each of its commands and options must
+appear there."""
 import re
 import shlex
 from pathlib import Path
@@ -13,20 +16,36 @@ from PIL import Image
 from featvis.cli import main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCK = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
+BLOCK = re.compile(r"^(<!-- cluster block[^\n]*\n)?```bash\n(.*?)^```", re.S | re.M)
+SHARD_TESTS = Path(__file__).resolve().parent / "test_shard.py"
 #: not featvis commands: installing, and running this very test suite
 OTHER = ("pip install", "python3 -m pytest")
 FAST = {"render": ["--weights", "none", "--steps", "2", "--size", "64"], "topk": ["--weights", "none", "--size", "64"]}
 
 
-def command_lines():
+def command_lines(cluster: bool = False):
+    """The command lines of the README's bash blocks (comments dropped): the cluster block's with
+    ``cluster=True``, every other block's without."""
     lines = []
-    for block in BLOCK.findall(README.read_text()):
+    for marker, block in BLOCK.findall(README.read_text()):
+        if bool(marker) != cluster:
+            continue
         for line in block.splitlines():
             line = line.split("  #")[0].split(" # ")[0].strip()
-            if line:
+            if line and not line.startswith("#"):
                 lines.append(line)
     return lines
+
+
+def test_the_cluster_block_is_covered_by_the_shard_tests():
+    lines, covered = command_lines(cluster=True), SHARD_TESTS.read_text()
+    assert len(lines) >= 6
+    for line in lines:
+        words = shlex.split(line)
+        program = words[1] if words[0] == "featvis" else words[0]  # a subcommand, torchrun or sbatch
+        wanted = [program] + [w.split("=")[0] for w in words if w.startswith("--")]
+        missing = [w for w in wanted if w not in covered]
+        assert not missing, f"README line {line!r}: {missing} not exercised by tests/test_shard.py"
 
 
 def test_every_bash_line_is_known():

@@ -160,6 +160,19 @@ def test_layer_sets():
 
 # --- whole jobs ----------------------------------------------------------------------------------
 
+def test_every_block_of_a_resnet_with_diverse_images(tmp_path, capsys):
+    """The README's ``featvis render resnet50 --layers blocks --diversity 4``, at the smallest size:
+    one channel of each of resnet18's 8 blocks, two diverse images each, one folder, one sheet per layer."""
+    out = tmp_path / "microscope"
+    assert main(["render", "resnet18", "--layers", "blocks", "--channels", "0:1", "--diversity", "2", "--weights",
+                 "none", "--steps", "1", "--size", "32", "--out", str(out)]) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    blocks = [f"layer{i}.{j}" for i in range(1, 5) for j in range(2)]
+    assert list(m["layers"]) == blocks
+    assert all(list(m["layers"][b]["images"]) == ["0_0", "0_1"] and (out / f"{b}_sheet.png").is_file() for b in blocks)
+
+
+
 def test_one_process_renders_every_layer_into_one_folder(reference):
     m = json.loads((reference / "manifest.json").read_text())
     assert list(m["layers"]) == ["conv2", "conv3"] and list(m["derived"]["parts"]) == ["main"]
