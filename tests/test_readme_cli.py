@@ -20,7 +20,8 @@ BLOCK = re.compile(r"^(<!-- cluster block[^\n]*\n)?```bash\n(.*?)^```", re.S | r
 SHARD_TESTS = Path(__file__).resolve().parent / "test_shard.py"
 #: not featvis commands: installing, and running this very test suite
 OTHER = ("pip install", "python3 -m pytest")
-FAST = {"render": ["--weights", "none", "--steps", "2", "--size", "64"], "topk": ["--weights", "none", "--size", "64"]}
+FAST = {"render": ["--weights", "none", "--steps", "2", "--size", "64"], "topk": ["--weights", "none", "--size", "64"],
+        "circuit": ["--weights", "none", "--steps", "2", "--size", "64"]}
 
 
 def command_lines(cluster: bool = False):
