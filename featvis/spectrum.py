@@ -22,19 +22,7 @@ from .errors import UsageError
 from .param.color import COLOR_CORRELATION
 
 #: Suffixes read as images (what Pillow opens without plugins).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_SIZE = 224
-
-
-def image_files(folder) -> list:
-    """The image files directly in ``folder`` and below it, sorted."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UsageError(f"--images {str(folder)!r} is not a folder; give a folder of natural images (PNG/JPEG)")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise UsageError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {str(folder)!r}; give a folder of natural images")
-    return files
 
 
 def _square(path: Path, size: int) -> torch.Tensor:
@@ -56,7 +44,8 @@ def compute_spectrum(folder, size: int = DEFAULT_SIZE, progress: bool = False) -
     """(the mean amplitude spectrum (3, size, size) in the decorrelated basis, number of images)."""
     if size < 2:
         raise UsageError(f"--size must be at least 2 px, got {size}")
-    files = image_files(folder)
+    from .topk import find_images  # the one reader of a folder of images
+    files = find_images(folder)
     inverse = torch.linalg.inv(COLOR_CORRELATION.double())
     total = torch.zeros(3, size, size, dtype=torch.float64)
     for path in tqdm(files, disable=not progress, desc="spectrum", leave=False):
