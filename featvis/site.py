@@ -715,8 +715,8 @@ def reproduce_command(rs: RenderSet, layer: str, channel: int) -> str:
                      ("diversity", "--diversity"), ("seed", "--seed")):
         if key in s:
             argv += [opt, f"{s[key]:g}" if isinstance(s[key], float) else str(s[key])]
-    if int(s.get("diversity", 1)) > 1 and "diversity_weight" in s:
-        argv += ["--diversity-weight", f"{s['diversity_weight']:g}"]
+        if key == "diversity" and int(s.get("diversity", 1)) > 1 and "diversity_weight" in s:
+            argv += ["--diversity-weight", f"{s['diversity_weight']:g}"]
     if s.get("deterministic") is False:  # on by default; a folder made without it says so
         argv.append("--no-deterministic")
     if f.weights.get("spec"):

@@ -166,9 +166,12 @@ def test_the_job_records_determinism_and_a_folder_of_before_it_resumes(tmp_path)
     assert manifest["settings"]["deterministic"] is False
     with pytest.raises(featvis.errors.UsageError, match="deterministic False -> True"):
         prepare("toy", "conv2", channels="0:2", out=tmp_path, weights="none", steps=1, size=16, batch=2)
-    # A folder written before the setting existed resumes with its default (deterministic on).
-    del manifest["settings"]["deterministic"]
-    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    # A folder written before the setting existed resumes with its default (deterministic on): its
+    # records (the writer's part, which the folder reads) lack the key.
+    for path in (tmp_path / MANIFEST, tmp_path / "parts" / "main.json"):
+        record = json.loads(path.read_text())
+        del record["settings"]["deterministic"]
+        path.write_text(json.dumps(record))
     assert prepare("toy", "conv2", channels="0:2", out=tmp_path, weights="none", steps=1, size=16, batch=2).pending == []
 
 
