@@ -150,7 +150,7 @@ def _batch_arg(text):
 
 
 def cmd_render(sub):
-    p = _add(sub, "render", _render, "render channels of a layer into a folder (resumable)")
+    p = _add(sub, "render", _render, "render the channels of one or more layers (or --layers blocks|all) into a folder: resumable, shardable")
     p.epilog = RENDER_EPILOG
     p.add_argument("model", help="a model name (see: featvis models)")
     p.add_argument("layer", nargs="*", help="one or more layer names (see: featvis layers MODEL), or --layers")

@@ -519,7 +519,7 @@ def render_command(args, argv: Optional[Sequence[str]] = None) -> int:
         return 0
     if todo < total:
         print(f"{who}resuming: {total - todo} of {total} channels are done; rendering {todo}", file=sys.stderr)
-    print(f"{who}{args.model} {what}: {todo} channels in {len(pending)} batches on {job.device.type}, "
+    print(f"{who}{args.model} {what}: {todo} channels in {len(pending)} batch{'es' * (len(pending) != 1)} on {job.device.type}, "
           f"{job.batch} per batch -> {job.out}/", file=sys.stderr)
     try:
         job.run(progress=True, step_progress=sys.stderr.isatty())
