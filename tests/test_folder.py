@@ -19,20 +19,11 @@ import torch
 from PIL import Image
 
 from . import cli_plugin  # noqa: F401  (registers "tiny" in this process too)
-from .test_cli import SIX, env, featvis, files, images_table, wait_for
+from .test_cli import SIX, env, featvis, files, images_table, reference, wait_for  # noqa: F401  (reference: a fixture)
 from featvis import folder as fo
 from featvis.cli import main
 from featvis.errors import UsageError
 from featvis.folder import RenderFolder
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """An uninterrupted run of six channels, four per batch."""
-    out = tmp_path_factory.mktemp("ref") / "renders"
-    r = featvis(*SIX, "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    return out
 
 
 def header(**settings):
