@@ -70,6 +70,7 @@ class Settings:
     format: str = "png"
     device: str = "cpu"  # the device type that ran ("cpu", "cuda"): the two round differently
     deterministic: bool = True  # deterministic kernels (on CUDA: the same bytes from a resumed run)
+    preset: Optional[str] = None  # a featvis.presets recipe (its param, transforms, lr schedule), or None
 
 
 def batch_objective(layer: str, chans: Sequence[int], neurons: bool = False, k: int = 1,
@@ -101,6 +102,15 @@ def make_param(name: str, size: int, batch: int):
         have = [p for p in PARAMS if hasattr(params, p)]
         raise UsageError(f"--param {name} is not available in this featvis; use one of: {', '.join(have)}")
     return factory(size, batch=batch)
+
+
+def recipe(settings: Settings, batch: int) -> dict:
+    """:func:`featvis.render` keyword arguments for ``batch`` images of ``settings``: ``param``,
+    ``steps``, ``lr``, and with a preset its ``transforms`` and ``optimizer`` (lr schedule) too."""
+    if settings.preset:
+        from .presets import resolve
+        return resolve(settings.preset, batch=batch, steps=settings.steps, lr=settings.lr, size=settings.size)
+    return dict(param=make_param(settings.param, settings.size, batch), steps=settings.steps, lr=settings.lr)
 
 
 # --- checks (nothing is written until all pass) ------------------------------------------------
@@ -222,7 +232,7 @@ def auto_batch(model, layer: str, settings: Settings, device: torch.device, chan
         return CPU_AUTO_BATCH
     cap = None if channels is None else channels * settings.diversity
     images = render_auto_batch(model, layer, settings.size, device, max_batch=cap,
-                               param=lambda n: make_param(settings.param, settings.size, n),
+                               param=lambda n: recipe(settings, n)["param"],
                                objective=lambda n: batch_objective(layer, [0] * n))
     torch.cuda.empty_cache()
     return max(1, images // settings.diversity)

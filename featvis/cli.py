@@ -157,13 +157,17 @@ def cmd_render(sub):
     p.add_argument("--channels", default="all", metavar="SPEC",
                    help="all (default), a range 0:64, a list 3,17,476, or a mix 0:8,476")
     p.add_argument("--neurons", action="store_true", help="optimize each channel's centre neuron instead of the whole channel")
-    p.add_argument("--size", type=int, default=128, help="image size in pixels (default: 128)")
+    p.add_argument("--size", type=int, default=None, help="image size in pixels (default: 128, or the preset's)")
     p.add_argument("--steps", type=int, default=512, help="optimization steps (default: 512)")
     p.add_argument("--lr", type=float, default=None,
-                   help="Adam learning rate (default: the param's own, 0.005 for cppn, else 0.05)")
+                   help="Adam learning rate (default: the preset's, else the param's own: 0.005 for cppn, else 0.05)")
     p.add_argument("--batch", type=_batch_arg, default=32, metavar="N|auto",
                    help="channels per batched optimization (default: 32; auto: from free memory)")
-    p.add_argument("--param", choices=["fourier", "pixel", "cppn"], default="fourier", help="image parameterization (default: fourier)")
+    p.add_argument("--param", choices=["fourier", "pixel", "cppn"], default=None, help="image parameterization (default: fourier)")
+    from .presets import PRESETS
+    p.add_argument("--preset", choices=list(PRESETS), default=None,
+                   help="a whole recipe: param, size, transforms and learning-rate schedule "
+                        "(fourier-crops or maco read best on modern ImageNet nets; lucid is the plain default's)")
     p.add_argument("--diversity", type=int, default=1, metavar="K",
                    help="K diverse images per channel (default: 1)")
     p.add_argument("--diversity-weight", type=float, default=None, metavar="W",

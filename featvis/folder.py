@@ -280,7 +280,7 @@ _HEADER = ("model", "weights", "settings")
 
 #: Settings added after folders were first written, with the value older folders were made with,
 #: so that adding a setting does not make every older folder refuse to resume.
-ADDED_SETTINGS = {"deterministic": True}
+ADDED_SETTINGS = {"deterministic": True, "preset": None}
 
 
 def header_differences(old: dict, new: dict) -> List[str]:

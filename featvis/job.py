@@ -246,7 +246,7 @@ class ShardJob:
         """
         from tqdm.auto import tqdm
 
-        from .batch import _interrupts_held, batch_objective, make_param
+        from .batch import _interrupts_held, batch_objective, recipe
         from .render import render
         s, K = self.settings, self.settings.diversity
         folder = self.folder
@@ -275,8 +275,7 @@ class ShardJob:
                     try:
                         result = render(self.model, batch_objective(b.layer, list(b.channels), s.neurons, K,
                                                                     s.diversity_weight),
-                                        param=make_param(s.param, s.size, len(seeds)), steps=s.steps, lr=s.lr,
-                                        seed=seeds, device=self.device, progress=bar.update if progress else False,
+                                        **recipe(s, len(seeds)), seed=seeds, device=self.device, progress=bar.update if progress else False,
                                         deterministic=s.deterministic, graph=self.graph)
                     except (KeyboardInterrupt, UsageError):
                         raise
@@ -330,8 +329,8 @@ class ShardJob:
 
 def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", out="renders",
                 weights: str = "default", layer_set: Optional[str] = None, neurons: bool = False,
-                size: int = 128, steps: int = 512, lr: Optional[float] = None, param: str = "fourier",
-                diversity: int = 1, diversity_weight: Optional[float] = None, seed: int = 0,
+                size: Optional[int] = None, steps: int = 512, lr: Optional[float] = None,
+                param: Optional[str] = None, preset: Optional[str] = None, diversity: int = 1, diversity_weight: Optional[float] = None, seed: int = 0,
                 deterministic: bool = True, graph=False, device: str = "auto", batch="auto", format: str = "png", force: bool = False,
                 shard: Shard = SINGLE, argv: Optional[Sequence[str]] = None) -> ShardJob:
     """Check everything a (shard of a) whole-model job needs and return it, writing nothing.
@@ -339,8 +338,10 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
     ``layers``: layer names, or ``layer_set`` ``"blocks"``/``"all"``; ``channels`` applies to
     each layer. Raises :class:`UsageError` (one line: the problem and the fix) for an unknown
     model or layer, a bad channel spec, channels out of range, unreadable weights, an unwritable
-    ``out``, or a folder that holds renders with other settings (unless ``force``). ``lr=None`` is
-    the param's own ``default_lr`` (0.005 for ``cppn``), else 0.05; ``diversity_weight=None`` is
+    ``out``, or a folder that holds renders with other settings (unless ``force``). ``preset``
+    (:mod:`featvis.presets`) chooses the param, transforms and learning-rate schedule, and the
+    defaults of ``size`` and ``lr``; without it ``param=None`` is ``fourier`` and ``size=None``
+    128. ``lr=None`` is the preset's, else the param's own ``default_lr`` (0.005 for ``cppn``), else 0.05; ``diversity_weight=None`` is
     :data:`featvis.batch.DIVERSITY_WEIGHT` (relative to the objective); the manifest records both.
     ``deterministic`` and ``graph`` are :func:`featvis.render`'s (``deterministic`` is a setting: it
     can change pixels on a GPU; ``graph`` is not: it changes only how a step is launched).
@@ -357,6 +358,19 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
     from .folder import RenderFolder, header_differences
     from .units import ChannelSpec
     ChannelSpec.parse(channels)  # the syntax, before anything slow
+    if preset is not None:
+        from .presets import PRESETS
+        if preset not in PRESETS:
+            raise UsageError(f"--preset {preset}: use one of {', '.join(PRESETS)} (see featvis.presets)")
+        if param is not None:
+            raise UsageError(f"--preset {preset} chooses its own image param ({PRESETS[preset].param_name}); "
+                             f"drop --param {param}, or drop --preset")
+        size = PRESETS[preset].size if size is None else size
+        lr = PRESETS[preset].lr if lr is None else lr
+        param = PRESETS[preset].param_name
+    else:
+        size = 128 if size is None else size
+        param = "fourier" if param is None else param
     if layers and layer_set:
         raise UsageError(f"name layers ({' '.join(layers)}) or give --layers {layer_set}, not both")
     if not layers and not layer_set:
@@ -378,9 +392,9 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
                          f"{DIVERSITY_WEIGHT:g}, relative to the objective)")
     if format not in FORMATS:
         raise UsageError(f"--format {format}: use one of {', '.join(FORMATS)}")
-    if param not in PARAMS:
+    if preset is None and param not in PARAMS:
         raise UsageError(f"--param {param}: use one of {', '.join(PARAMS)}")
-    probe = make_param(param, 8, 1)  # available in this build?
+    probe = make_param(param, 8, 1) if preset is None else None  # available in this build?
     if lr is None:  # the param's own rate (a CPPN's is 10x smaller), as render(lr=None) picks it
         lr = getattr(probe, "default_lr", None) or DEFAULT_LR
     if batch != "auto" and int(batch) < 1:
@@ -397,7 +411,7 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
     names = list(layers) or select_layers(net, layer_set, size, model)
     folder.check_writable(names)
     settings = Settings(neurons, int(size), int(steps), float(lr), param, int(diversity), float(diversity_weight),
-                        int(seed), format, dev.type, bool(deterministic))
+                        int(seed), format, dev.type, bool(deterministic), preset)
     chosen: List[Tuple[str, List[int]]] = []
     info = {}
     for layer in names:
@@ -502,7 +516,7 @@ def render_command(args, argv: Optional[Sequence[str]] = None) -> int:
         torch.cuda.set_device(shard.local_rank)  # so that nothing lands on cuda:0 by default
     job = prepare_job(args.model, list(args.layer), args.channels, args.out, weights=args.weights,
                       layer_set=args.layers, neurons=args.neurons, size=args.size, steps=args.steps, lr=args.lr,
-                      param=args.param, diversity=args.diversity,
+                      param=args.param, preset=args.preset, diversity=args.diversity,
                       diversity_weight=args.diversity_weight, seed=args.seed,
                       deterministic=args.deterministic, graph=args.graph,
                       device=device_for(shard, args.device), batch=args.batch, format=args.format,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from typing import Dict, List
 
 #: Layers probed at most; the others take the time of the nearest probed layer (in model order).
@@ -20,11 +21,13 @@ def add_arguments(p) -> None:
     p.add_argument("layer", nargs="*", help="layer names, or --layers")
     p.add_argument("--layers", choices=LAYER_SETS, metavar="blocks|all", help="every block output, or every layer")
     p.add_argument("--channels", default="all", metavar="SPEC", help="per layer, as for render (default: all)")
-    p.add_argument("--size", type=int, default=128, help="image size (default: 128)")
+    p.add_argument("--size", type=int, default=None, help="image size (default: 128, or the preset's)")
     p.add_argument("--steps", type=int, default=512, help="optimization steps of the job (default: 512)")
     p.add_argument("--batch", type=int, default=32, help="channels per batch, as for render (default: 32)")
     p.add_argument("--diversity", type=int, default=1, metavar="K", help="images per channel (default: 1)")
-    p.add_argument("--param", choices=["fourier", "pixel", "cppn"], default="fourier")
+    p.add_argument("--param", choices=["fourier", "pixel", "cppn"], default=None, help="as for render (default: fourier)")
+    from .presets import PRESETS
+    p.add_argument("--preset", choices=list(PRESETS), default=None, help="as for render")
     p.add_argument("--neurons", action="store_true", help="as for render")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to probe (default: auto)")
     p.add_argument("--weights", default="none", metavar="default|none|PATH",
@@ -38,14 +41,14 @@ def probe(model, layer: str, channels: List[int], settings, device, steps: int) 
     """Seconds per optimization step of one batch of ``channels`` of ``layer`` (after a warm-up)."""
     import torch
 
-    from .batch import batch_objective, make_param
+    from .batch import batch_objective, recipe
     from .render import render
     k = settings.diversity
     objective = batch_objective(layer, channels, settings.neurons, k, settings.diversity_weight)
 
     def once(n):
-        return render(model, objective, param=make_param(settings.param, settings.size, len(channels) * k),
-                      steps=n, lr=settings.lr, seed=0, device=device, progress=False)
+        kw = recipe(replace(settings, steps=n), len(channels) * k)
+        return render(model, objective, **kw, seed=0, device=device, progress=False)
     once(1)  # allocations, cuDNN autotuning
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -64,6 +67,13 @@ def run(args) -> int:
     from .batch import DIVERSITY_WEIGHT, Settings, open_model, parse_channels, probe_layer, resolve_device
     from .errors import UsageError
     from .job import plan_batches, select_layers
+    from .presets import PRESETS
+    preset = PRESETS[args.preset] if args.preset else None
+    if preset and args.param:
+        raise UsageError(f"--preset {args.preset} chooses its own image param ({preset.param_name}); "
+                         f"drop --param {args.param}, or drop --preset")
+    args.param = args.param or "fourier"
+    args.size = args.size if args.size is not None else (preset.size if preset else 128)
     for name, value, low in (("--steps", args.steps, 1), ("--batch", args.batch, 1), ("--diversity", args.diversity, 1),
                              ("--probe-steps", args.probe_steps, 1), ("--size", args.size, 8)):
         if value < low:
@@ -81,8 +91,9 @@ def run(args) -> int:
         shape = probe_layer(net, layer, args.size, dev)
         chosen.append((layer, parse_channels(args.channels, shape[0], f"{layer} of {args.model}")))
     batches = plan_batches(chosen, args.batch, args.diversity)
-    settings = Settings(args.neurons, args.size, args.steps, 0.05, args.param, args.diversity, DIVERSITY_WEIGHT, 0,
-                        "png", dev.type)
+    settings = Settings(args.neurons, args.size, args.steps, preset.lr if preset else 0.05,
+                        preset.param_name if preset else args.param, args.diversity, DIVERSITY_WEIGHT, 0,
+                        "png", dev.type, preset=args.preset)
     picked = sorted({round(i * (len(chosen) - 1) / max(1, MAX_PROBED - 1)) for i in range(min(MAX_PROBED, len(chosen)))})
     measured = {}
     for i in picked:

@@ -22,11 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional
 
-import torch
-
-from .param import ImageParam, fourier, maco
-from .transforms import compose, jitter, pad, random_rotate, random_scale, standard
-from .transforms.crops import noise, random_crop, random_flip
+# No torch at import: the CLI reads the preset names (``featvis render --preset``) from here.
 
 
 def constant(t: float) -> float:
@@ -50,12 +46,13 @@ class Preset:
 
     name: str
     description: str
-    param: Callable[[int, int], ImageParam]
+    param: Callable[[int, int], "ImageParam"]
     transforms: Callable[[], Callable]
     lr: float
     size: int
     steps: int = 512
     schedule: Callable[[float], float] = field(default=constant)
+    param_name: str = "fourier"  # what ``param`` makes, as a render folder's settings record it
 
     def optimizer(self, steps: int, lr: Optional[float] = None) -> Callable:
         """A factory ``params -> Adam`` whose learning rate follows ``schedule`` over ``steps``."""
@@ -63,6 +60,7 @@ class Preset:
         schedule = self.schedule
 
         def make(params):
+            import torch
             opt = torch.optim.Adam(params, lr=base * schedule(0.0))
             count = [0]
 
@@ -78,20 +76,41 @@ class Preset:
         return make
 
 
+def _fourier(**options) -> Callable:
+    def make(size, batch):
+        from .param import fourier
+        return fourier(size, batch=batch, **options)
+    return make
+
+
+def _maco(**options) -> Callable:
+    def make(size, batch):
+        from .param import maco
+        return maco(size, batch=batch, **options)
+    return make
+
+
+def _standard():
+    from .transforms import standard
+    return standard()
+
+
 def _strong():
     # Crops of 50-100% of the side resized to the canvas, a mirror, a small rotation, and pixel
     # noise; MACO optimizes through random crops (Fel et al. 2023, sec. 3).
+    from .transforms import compose, pad, random_rotate
+    from .transforms.crops import noise, random_crop, random_flip
     return compose(pad(8, mode="reflect"), random_crop((0.5, 1.0)), random_flip(),
                    random_rotate([-5, -2, 0, 2, 5]), noise(0.02))
 
 
 PRESETS: Dict[str, Preset] = {p.name: p for p in [
     Preset("lucid", "Lucid's recipe: Fourier 1/f image, decorrelated, standard transforms, Adam 0.05, 128 px",
-           lambda size, batch: fourier(size, batch=batch), standard, 0.05, 128),
+           _fourier(), _standard, 0.05, 128),
     Preset("maco", "MACO phase-only image under a 1/f spectrum, 224 px, random crops/flips/noise, warm-up + cosine lr",
-           lambda size, batch: maco(size, batch=batch), _strong, 1.0, 224, schedule=warmup_cosine),
+           _maco(), _strong, 1.0, 224, schedule=warmup_cosine, param_name="maco"),
     Preset("fourier-crops", "Lucid's Fourier image with maco's transforms and schedule, 224 px",
-           lambda size, batch: fourier(size, batch=batch), _strong, 0.05, 224, schedule=warmup_cosine),
+           _fourier(), _strong, 0.05, 224, schedule=warmup_cosine),
 ]}
 
 
@@ -100,7 +119,8 @@ def get(name: str) -> Preset:
     if isinstance(name, Preset):
         return name
     if name not in PRESETS:
-        raise ValueError(f"no preset {name!r}; choose one of {', '.join(PRESETS)}")
+        from .errors import UsageError
+        raise UsageError(f"no preset {name!r}; choose one of {', '.join(PRESETS)} (see featvis.presets)")
     return PRESETS[name]
 
 

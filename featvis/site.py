@@ -711,8 +711,12 @@ def reproduce_command(rs: RenderSet, layer: str, channel: int) -> str:
     argv = ["featvis", "render", f.model, layer, "--channels", str(channel)]
     if s.get("neurons"):
         argv.append("--neurons")
+    if s.get("preset"):  # the preset chooses the param (and the transforms no other flag names)
+        argv += ["--preset", str(s["preset"])]
     for key, opt in (("size", "--size"), ("steps", "--steps"), ("lr", "--lr"), ("param", "--param"),
                      ("diversity", "--diversity"), ("seed", "--seed")):
+        if key == "param" and s.get("preset"):
+            continue
         if key in s:
             argv += [opt, f"{s[key]:g}" if isinstance(s[key], float) else str(s[key])]
         if key == "diversity" and int(s.get("diversity", 1)) > 1 and "diversity_weight" in s:

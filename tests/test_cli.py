@@ -86,7 +86,7 @@ def test_render_writes_pngs_manifest_and_sheet(reference):
     assert m["model"] == "tiny" and m["weights"]["spec"] == "default" and len(m["weights"]["sha256"]) == 64
     assert m["settings"] == {"neurons": False, "size": 32, "steps": 8, "lr": 0.05, "param": "fourier",
                              "diversity": 1, "diversity_weight": DIVERSITY_WEIGHT, "seed": 0, "format": "png",
-                             "device": suite_device().type, "deterministic": True}
+                             "device": suite_device().type, "deterministic": True, "preset": None}
     assert m["featvis"] and m["torch"] == torch.__version__ and m["device"].startswith(suite_device().type)
     assert m["runs"][0]["batch"] == 4 and m["layers"]["conv2"]["channels"] == 16
     entries = m["layers"]["conv2"]["images"]
@@ -220,6 +220,9 @@ BAD = [
     (["render", "tiny", "conv2", "--steps", "x"], "argument --steps: invalid int value: 'x'"),
     (["render", "tiny", "conv2", "--batch", "0"], "argument --batch: expected a positive number"),
     (["sheet", "{tmp}"], "has no"),
+    (["render", "tiny", "conv2", "--preset", "maco", "--param", "pixel"],
+     "--preset maco chooses its own image param (maco); drop --param pixel, or drop --preset"),
+    (["render", "tiny", "conv2", "--preset", "nope"], "argument --preset: invalid choice: 'nope'"),
 ]
 
 
@@ -336,3 +339,51 @@ def test_layers_marks_block_outputs(capsys):
     assert "* layer3.1               BasicBlock              256  256x4x4" in out
     assert any(line.startswith("  layer3.1.conv1 ") for line in out)
     assert out[-1].startswith("* a block output")
+
+
+def test_preset_renders_what_the_api_renders_and_is_a_setting(tmp_path, capsys):
+    """--preset hands its param, transforms and lr schedule to every batch, is recorded, is part of
+    what a folder's renders are made with, and the site's reproduce command spells it."""
+    import shlex
+
+    import featvis
+    from featvis import presets, site
+    from featvis.objectives import channel
+    out = tmp_path / "renders"
+    base = ["render", "tiny", "conv2", "--channels", "1,4", "--batch", "2", "--steps", "6", "--size", "32", "--out", str(out)]
+    assert main([*base, "--preset", "fourier-crops"]) == 0
+    s = json.loads((out / "manifest.json").read_text())["settings"]
+    assert (s["preset"], s["param"], s["lr"], s["size"]) == ("fourier-crops", "fourier", presets.get("fourier-crops").lr, 32)
+    seeds = [unit_seed(0, "conv2", c, 0) for c in (1, 4)]
+    api = featvis.render(featvis.load_model("tiny"), channel("conv2", [1, 4]), preset="fourier-crops",
+                         param=presets.get("fourier-crops").param(32, 2), steps=6, seed=seeds, progress=False,
+                         device=suite_device())
+    plain = featvis.render(featvis.load_model("tiny"), channel("conv2", [1, 4]), steps=6, seed=seeds, progress=False,
+                           device=suite_device(), param=featvis.param.fourier(32, batch=2))
+    for i, c in enumerate((1, 4)):
+        png = np.asarray(Image.open(out / f"conv2/{c}.png"), np.int16)
+        assert np.abs(png - np.asarray(io.to_pil(api.images[i:i + 1])[0], np.int16)).max() <= 1
+        assert np.abs(png - np.asarray(io.to_pil(plain.images[i:i + 1])[0], np.int16)).max() > 8  # the preset mattered
+
+    capsys.readouterr()
+    assert main([*base, "--preset", "maco"]) == 2
+    assert "preset fourier-crops -> maco" in capsys.readouterr().err
+    assert main(base) == 2  # no preset: the plain recipe is another setting
+    assert "preset fourier-crops -> None" in capsys.readouterr().err
+
+    site.build([out], tmp_path / "atlas")
+    page = (tmp_path / "atlas/tiny/conv2/4.html").read_text()
+    start = page.index("featvis render tiny conv2 --channels 4")
+    again = shlex.split(page[start:page.index("</code>", start)].replace("&#x27;", "'"))[1:]
+    assert "--preset" in again and "--param" not in again
+    again[again.index("--out") + 1] = str(tmp_path / "again")
+    assert main(again) == 0
+    assert (tmp_path / "again/conv2/4.png").read_bytes() == (out / "conv2/4.png").read_bytes()
+
+
+def test_preset_chooses_the_size_unless_given(tmp_path):
+    from featvis.job import prepare_job
+    assert prepare_job("tiny", ["conv2"], "0", tmp_path / "a", preset="maco", steps=1).settings.size == 224
+    assert prepare_job("tiny", ["conv2"], "0", tmp_path / "b", preset="maco", size=40, steps=1).settings.size == 40
+    assert prepare_job("tiny", ["conv2"], "0", tmp_path / "c", steps=1).settings.size == 128
+    assert not any(tmp_path.iterdir())  # prepare writes nothing

@@ -341,6 +341,12 @@ def test_plan_counts_units_and_times_a_probe(capsys):
     assert 1 <= shards <= 6  # never more shards than batches
     assert main(["plan", "tinyshard", "--layers", "blocks"]) == 2
     assert "marks no block outputs" in capsys.readouterr().err
+    # a preset's size is the default and its own param is probed
+    assert main(["plan", "tinyshard", "conv2", "--preset", "maco", "--steps", "10", "--probe-steps", "1",
+                 "--device", "cpu"]) == 0
+    assert ", 10 steps, 224 px" in capsys.readouterr().out
+    assert main(["plan", "tinyshard", "conv2", "--preset", "maco", "--param", "cppn"]) == 2
+    assert "drop --param cppn" in capsys.readouterr().err
 
 
 def test_the_slurm_array_example_script(reference, tmp_path):
