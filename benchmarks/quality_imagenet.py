@@ -98,13 +98,11 @@ def _worker(name, classes, args):
     return run_preset(name, mobilenet, squeezenet, classes, args)
 
 
-def run_preset(name, mobilenet, squeezenet, classes, args):
+def score(name, images, per_step, mobilenet, squeezenet, classes, args, faithful_to=None):
+    """One table row: ``images`` (one per class) read by SqueezeNet and by MobileNetV2, their
+    spectrum slope, saturation and robustness, and with ``--natural`` their faithfulness to the
+    classes' photos (``faithful_to``: the photos to compare image i with, default its own class's)."""
     obj = class_logit(classes)
-    kw = presets.resolve(name, batch=len(classes), steps=args.steps, size=args.size)
-    t0 = time.perf_counter()
-    result = featvis.render(mobilenet, obj, seed=args.seed, progress=args.progress, **kw)
-    per_step = (time.perf_counter() - t0) / args.steps
-    images = result.images
     row = dict(preset=name, s_per_step=per_step,
                squeezenet=judge(squeezenet, images, classes, args.views),
                mobilenet=own_probability(mobilenet, images, classes),
@@ -112,16 +110,54 @@ def run_preset(name, mobilenet, squeezenet, classes, args):
                saturation=np.atleast_1d(metrics.saturation(images)),
                robust=np.atleast_1d(metrics.robustness(mobilenet, images, obj, n=args.robust_n)))
     if args.natural:
-        row["faithful"] = np.array([metrics.faithfulness(mobilenet, class_logit(c), images[i:i + 1],
-                                                         natural_folder(args.natural, c))
+        photos = faithful_to or [natural_folder(args.natural, c) for c in classes]
+        row["faithful"] = np.array([metrics.faithfulness(mobilenet, class_logit(c), images[i:i + 1], photos[i])
                                     for i, c in enumerate(classes)])
+    return row
+
+
+def run_preset(name, mobilenet, squeezenet, classes, args):
+    kw = presets.resolve(name, batch=len(classes), steps=args.steps, size=args.size)
+    t0 = time.perf_counter()
+    result = featvis.render(mobilenet, class_logit(classes), seed=args.seed, progress=args.progress, **kw)
+    per_step = (time.perf_counter() - t0) / args.steps
+    row = score(name, result.images, per_step, mobilenet, squeezenet, classes, args)
     chans = []
     if args.channels:
         for layer, cs in CHANNEL_UNITS:
             kw = presets.resolve(name, batch=len(cs), steps=args.channel_steps, size=args.channel_size)
             chans.append((layer, cs, featvis.render(mobilenet, channel(layer, cs), seed=args.seed,
                                                     progress=args.progress, **kw).images))
-    return row, images, chans
+    return row, result.images, chans
+
+
+def run_lucent(python, mobilenet, squeezenet, classes, args):
+    """Lucent's defaults (benchmarks/lucent_classes.py run by ``python``), one class at a time."""
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "lucent.pt")
+        cmd = [python, os.path.join(ROOT, "benchmarks", "lucent_classes.py"), "--classes", ",".join(map(str, classes)),
+               "--steps", str(args.steps), "--seed", str(args.seed), "--out", out]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+        data = torch.load(out, weights_only=True)
+    # s/step of all the classes, as for featvis's one batch: Lucent renders them one after another
+    row = score(f"lucent {data['lucent']} (defaults)", data["images"], data["seconds"] / args.steps,
+                mobilenet, squeezenet, classes, args)
+    return row, data["images"], []
+
+
+def run_natural(mobilenet, squeezenet, classes, args):
+    """The classes' own photos (``--natural``), scored like the pictures: what a readable picture
+    can hope for. Their faithfulness is each photo against the NEXT class's photos: the score an
+    unrelated natural image gets."""
+    photos = [natural_folder(args.natural, c) for c in classes]
+    images = torch.stack([p[0] for p in photos])
+    row = score("natural photos", images, float("nan"), mobilenet, squeezenet, classes, args,
+                faithful_to=photos[1:] + photos[:1])
+    return row, images, []
 
 
 def main(argv=None):
@@ -136,6 +172,7 @@ def main(argv=None):
     ap.add_argument("--channel-steps", type=int, default=256)
     ap.add_argument("--channel-size", type=int, default=128)
     ap.add_argument("--natural", metavar="DIR", help="natural images per class (DIR/<class>/*.jpg) for faithfulness")
+    ap.add_argument("--lucent-python", metavar="PY", help="a Python with torch-lucent: adds Lucent's defaults as a row")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sheet", default="quality_imagenet_sheet.png", help="labelled sheet (PNG)")
     ap.add_argument("--json", help="write the per-image numbers here")
@@ -158,13 +195,21 @@ def main(argv=None):
             results = [f.result() for f in done]
     else:
         results = [run_preset(name, mobilenet, squeezenet, classes, args) for name in names]
+    if args.lucent_python:
+        names.append("lucent")
+        results.append(run_lucent(args.lucent_python, mobilenet, squeezenet, classes, args))
+    if args.natural:
+        names.append("natural")
+        results.append(run_natural(mobilenet, squeezenet, classes, args))
     for name, (row, images, chans) in zip(names, results):
         rows.append(row)
+        print(f"{row['preset']}: squeezenet {row['squeezenet'].mean():.3f}, slope {np.median(row['slope']):.2f}, "
+              f"{row['s_per_step']:.2f} s/step", file=sys.stderr, flush=True)
+        if name == "natural":  # scored in the table, not shown: the photos are not ours to publish
+            continue
         grid.append(list(images) + [im for _, _, ims in chans for im in ims])
         captions.append([f"p={p:.2f}" for p in row["squeezenet"]] + [f"{l.split('.')[-1]}:{c}" for l, cs, _ in chans for c in cs])
-        titles.append(name)
-        print(f"{name}: squeezenet {row['squeezenet'].mean():.3f}, slope {np.median(row['slope']):.2f}, "
-              f"{row['s_per_step']:.2f} s/step", file=sys.stderr, flush=True)
+        titles.append(row["preset"])
 
     size = args.size or "preset"
     print(f"\nmobilenet_v2 class visualizations: {len(classes)} classes, {args.steps} steps, {size} px, seed {args.seed}; "
@@ -176,7 +221,7 @@ def main(argv=None):
         cells = [r["preset"], f"{r['squeezenet'].mean():.3f}", f"{(r['squeezenet'] >= 0.5).sum()}/{len(classes)}",
                  f"{r['mobilenet'].mean():.3f}", f"{np.median(r['slope']):.2f}", f"{r['saturation'].mean():.3f}",
                  f"{np.median(r['robust']):.2f}"] + ([f"{r['faithful'].mean():.3f}"] if args.natural else []) + \
-                [f"{r['s_per_step']:.2f}"]
+                [f"{r['s_per_step']:.2f}" if np.isfinite(r["s_per_step"]) else "-"]
         print("| " + " | ".join(cells) + " |")
     col_titles = [labels[c].split(",")[0] for c in classes] + [f"{l.split('.')[-1]}:{c}" for l, cs in CHANNEL_UNITS for c in cs][:len(grid[0]) - len(classes)]
     cell = min(128, args.size or 128)

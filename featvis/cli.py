@@ -311,9 +311,15 @@ def cmd_site(sub):
     p.fill = _lazy("site", "add_arguments")
 
 
+def cmd_faithfulness(sub):
+    p = _add(sub, "faithfulness", _lazy("faithful", "run"),
+             "score each render of a folder against its own and the other channels' top-k dataset examples")
+    p.fill = _lazy("faithful", "add_arguments")
+
+
 #: The subcommands, in the order ``featvis --help`` lists them.
 COMMANDS: List[Callable] = [cmd_models, cmd_layers, cmd_render, cmd_sheet, cmd_topk, cmd_figure, cmd_circuit,
-                            cmd_selfcheck, cmd_merge, cmd_plan, cmd_spectrum, cmd_site]
+                            cmd_selfcheck, cmd_merge, cmd_plan, cmd_spectrum, cmd_faithfulness, cmd_site]
 
 
 def parser() -> argparse.ArgumentParser:

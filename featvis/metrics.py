@@ -384,12 +384,43 @@ def _channel_means(model, images: torch.Tensor, layers, batch_size: int = 32) ->
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Cosine similarity of each row of ``a`` (N, C) with ``b`` (C,); 1 where both are zero (the
-    layer is silent on both), 0 where only one is."""
-    na, nb = a.norm(dim=-1), b.norm()
-    cos = (a @ b) / (na * nb).clamp(min=1e-12)
+    """(N, M) cosine similarity of each row of ``a`` (N, C) with each row of ``b`` (M, C); 1 where
+    both are zero (the layer is silent on both), 0 where only one is."""
+    na, nb = a.norm(dim=-1)[:, None], b.norm(dim=-1)[None, :]
+    cos = (a @ b.T) / (na * nb).clamp(min=1e-12)
     both_silent = (na <= 1e-8) & (nb <= 1e-8)
     return torch.where(both_silent, torch.ones_like(cos), cos)
+
+
+def _natural_batch(images) -> torch.Tensor:
+    natural = torch.as_tensor(images, dtype=torch.float32)
+    if natural.dim() == 3:
+        natural = natural[None]
+    if natural.dim() != 4 or natural.shape[1] != 3 or len(natural) == 0:
+        raise ValueError(f"natural_images must be a non-empty (N, 3, H, W) batch, got shape {tuple(natural.shape)}")
+    return natural
+
+
+def faithfulness_matrix(model, objective, images, natural_sets: Sequence, layers=None, per_layer: bool = False):
+    """(N, M) array: :func:`faithfulness` of each of the N ``images`` to each of M sets of natural
+    images (``natural_sets``: a list of (k, 3, H, W) batches, e.g. the top-k dataset examples of
+    M channels), with one forward pass per image and per set. Row i against its own unit's set,
+    next to the same row against the other units' sets, says whether the network processes the
+    visualization more like its unit's natural images than like other units' (``featvis
+    faithfulness``). ``objective`` chooses the path (:func:`path_layers`); ``per_layer=True``
+    returns ``{layer: (N, M)}``."""
+    model = as_model(model)
+    objective = as_objective(objective)
+    x, _ = _images(images)
+    images = torch.as_tensor(x, dtype=torch.float32)
+    sets = [_natural_batch(s) for s in natural_sets]
+    path = list(layers) if layers is not None else path_layers(model, objective, images.shape[-1])
+    vis = _channel_means(model, images[:, :3], path)
+    means = [_channel_means(model, s, path) for s in sets]
+    scores = {n: _cosine(vis[n], torch.stack([m[n].mean(0) for m in means])).numpy() for n in path}
+    if per_layer:
+        return scores
+    return np.mean(np.stack(list(scores.values())), 0)
 
 
 def faithfulness(model, objective, image, natural_images, layers=None, per_layer: bool = False):
@@ -404,28 +435,19 @@ def faithfulness(model, objective, image, natural_images, layers=None, per_layer
     pattern, not a magnitude: a visualization may drive the unit harder than any photo). Returns
     the mean over layers: near 1 the network sees the visualization the way it sees the natural
     images; low, it reached the unit another way. After ReLUs all vectors are non-negative, so
-    compare scores with each other (presets, or natural images against each other), not with 0.
+    compare scores with each other (presets, other units' natural images: see
+    :func:`faithfulness_matrix` and ``featvis faithfulness DIR``), not with 0.
     ``image``: (3, H, W) -> float, or a batch (B, 3, H, W) -> one value per image (or a Result).
     ``natural_images``: (N, 3, H, W) in [0, 1], any size. ``per_layer=True`` returns
     ``{layer: score}`` instead (floats, or arrays for a batch).
 
     >>> featvis.metrics.faithfulness(model, "layer3:7", result, top_images)
     """
-    model = as_model(model)
-    objective = as_objective(objective)
-    x, single = _images(image)
-    images = torch.as_tensor(x, dtype=torch.float32)
-    natural = torch.as_tensor(natural_images, dtype=torch.float32)
-    if natural.dim() == 3:
-        natural = natural[None]
-    if natural.dim() != 4 or natural.shape[1] != 3 or len(natural) == 0:
-        raise ValueError(f"natural_images must be a non-empty (N, 3, H, W) batch, got shape {tuple(natural.shape)}")
-    path = list(layers) if layers is not None else path_layers(model, objective, images.shape[-1])
-    vis, nat = _channel_means(model, images[:, :3], path), _channel_means(model, natural, path)
-    scores = {n: _cosine(vis[n], nat[n].mean(0)).numpy() for n in path}
+    _, single = _images(image)
+    scores = faithfulness_matrix(model, objective, image, [natural_images], layers, per_layer=True)
     if per_layer:
-        return {n: _out(v, single) for n, v in scores.items()}
-    return _out(np.mean(np.stack(list(scores.values())), 0), single)
+        return {n: _out(v[:, 0], single) for n, v in scores.items()}
+    return _out(np.mean(np.stack([v[:, 0] for v in scores.values()]), 0), single)
 
 
 #: :func:`saturation`: a value within this of 0 or 1 counts as pinned (one 8-bit level).
@@ -440,5 +462,5 @@ def saturation(image, eps: float = SATURATION_EPS) -> Union[float, np.ndarray]:
     return _out(pinned.reshape(len(x), -1).mean(1), single)
 
 
-__all__ = ["faithfulness", "path_layers", "saturation", "orientation", "coherence", "orientation_error", "angle_difference", "bend", "bend_strength",
+__all__ = ["faithfulness", "faithfulness_matrix", "path_layers", "saturation", "orientation", "coherence", "orientation_error", "angle_difference", "bend", "bend_strength",
            "bend_error", "spectrum_slope", "activation_ratio", "robustness", "robustness_transforms"]

@@ -270,3 +270,50 @@ def test_saturation():
     img[:, 0, :2] = 0.0
     img[:, 1, :2] = 1.0
     assert metrics.saturation(img) == pytest.approx(4 / 16)
+
+
+def test_faithfulness_command_scores_a_render_folder(tmp_path, capsys):
+    """featvis faithfulness DIR: each render against its own top-k examples and the others'."""
+    import json
+    import shutil
+
+    from PIL import Image
+
+    from featvis.cli import main
+    from featvis.param import image_tensor
+    from featvis.topk import load_image
+    out, pics = tmp_path / "renders", tmp_path / "pics"
+    pics.mkdir()
+    for i in range(6):
+        Image.fromarray((np.random.default_rng(i).random((40, 40, 3)) * 255).astype(np.uint8)).save(pics / f"{i}.png")
+    assert main(["render", "toy", "conv2", "--channels", "0:3", "--weights", "none", "--steps", "4", "--size", "32",
+                 "--out", str(out)]) == 0
+    assert main(["faithfulness", str(out)]) == 2  # no dataset examples yet
+    assert "featvis topk MODEL LAYER --images DIR --out" in capsys.readouterr().err
+    assert main(["topk", "toy", "conv2", "--channels", "0:3", "--images", str(pics), "--k", "2", "--size", "40",
+                 "--weights", "none", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["faithfulness", str(out), "--json", str(tmp_path / "scores.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "against its own channel's top-k examples and the other 2 channels'" in printed and "/3" in printed
+    scores = json.loads((tmp_path / "scores.json").read_text())["conv2"]
+    assert scores["compared"] == 3 and sorted(scores["channels"]) == ["0", "1", "2"]
+
+    # the same numbers as metrics.faithfulness on the files, own and others
+    model = featvis.batch.open_model("toy", "none", "cpu", 0)  # the folder's network: random init from its seed
+    m = json.loads((out / "manifest.json").read_text())
+    examples = {c: torch.stack([load_image(pics / r["image"], 40) for r in m["topk"]["conv2"]["channels"][str(c)]])
+                for c in range(3)}
+    for c in range(3):
+        image = image_tensor(Image.open(out / f"conv2/{c}.png").convert("RGB"))
+        own = metrics.faithfulness(model, channel("conv2", c), image, examples[c])
+        others = [metrics.faithfulness(model, channel("conv2", c), image, examples[o]) for o in range(3) if o != c]
+        entry = scores["channels"][str(c)]["images"][str(c)]
+        assert entry["own"] == pytest.approx(own, abs=1e-5)
+        assert entry["others"] == pytest.approx(sum(others) / 2, abs=1e-5)
+        assert entry["rank"] == 1 + sum(o > own for o in others)
+
+    shutil.rmtree(pics)  # the dataset moved: the saved crops stand in
+    assert main(["faithfulness", str(out), "--layer", "conv2"]) == 0
+    assert main(["faithfulness", str(out), "--layer", "conv1"]) == 2
+    assert "layer 'conv1'" in capsys.readouterr().err
