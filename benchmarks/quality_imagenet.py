@@ -132,9 +132,15 @@ def run_preset(name, mobilenet, squeezenet, classes, args):
 
 
 def run_lucent(python, mobilenet, squeezenet, classes, args):
-    """Lucent's defaults (benchmarks/lucent_classes.py run by ``python``), one class at a time."""
+    """Lucent's defaults (benchmarks/lucent_classes.py run by ``python``), one class at a time; or
+    its saved output (``--lucent-images FILE``, written by lucent_classes.py for these classes)."""
     import subprocess
     import tempfile
+    if args.lucent_images:
+        data = torch.load(args.lucent_images, weights_only=True)
+        if len(data["images"]) != len(classes):
+            raise SystemExit(f"{args.lucent_images} holds {len(data['images'])} images for {len(classes)} classes")
+        return _lucent_row(data, mobilenet, squeezenet, classes, args)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "lucent.pt")
         cmd = [python, os.path.join(ROOT, "benchmarks", "lucent_classes.py"), "--classes", ",".join(map(str, classes)),
@@ -143,6 +149,10 @@ def run_lucent(python, mobilenet, squeezenet, classes, args):
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
         data = torch.load(out, weights_only=True)
+    return _lucent_row(data, mobilenet, squeezenet, classes, args)
+
+
+def _lucent_row(data, mobilenet, squeezenet, classes, args):
     # s/step of all the classes, as for featvis's one batch: Lucent renders them one after another
     row = score(f"lucent {data['lucent']} (defaults)", data["images"], data["seconds"] / args.steps,
                 mobilenet, squeezenet, classes, args)
@@ -173,6 +183,7 @@ def main(argv=None):
     ap.add_argument("--channel-size", type=int, default=128)
     ap.add_argument("--natural", metavar="DIR", help="natural images per class (DIR/<class>/*.jpg) for faithfulness")
     ap.add_argument("--lucent-python", metavar="PY", help="a Python with torch-lucent: adds Lucent's defaults as a row")
+    ap.add_argument("--lucent-images", metavar="FILE", help="Lucent's row from a file lucent_classes.py wrote (same classes, steps)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sheet", default="quality_imagenet_sheet.png", help="labelled sheet (PNG)")
     ap.add_argument("--json", help="write the per-image numbers here")
@@ -195,7 +206,7 @@ def main(argv=None):
             results = [f.result() for f in done]
     else:
         results = [run_preset(name, mobilenet, squeezenet, classes, args) for name in names]
-    if args.lucent_python:
+    if args.lucent_python or args.lucent_images:
         names.append("lucent")
         results.append(run_lucent(args.lucent_python, mobilenet, squeezenet, classes, args))
     if args.natural:
