@@ -197,7 +197,7 @@ def main(argv=None):
     mobilenet, squeezenet, labels = load_models()
     classes = CLASSES[:args.classes]
     rows, grid, captions, titles = [], [], [], []
-    names = args.presets.split(",")
+    names = [n for n in args.presets.split(",") if n]  # none: only the Lucent / natural rows
     if args.jobs > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
