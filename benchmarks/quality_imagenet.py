@@ -16,11 +16,18 @@ side, scored by:
   folder of them is given (``--natural DIR`` with one sub-folder per class index, e.g. ``DIR/11/*.jpg``).
 - ``s/step``: seconds per optimization step (the whole batch), wall time.
 
+Two reference rows: with ``--natural DIR`` the classes' photos themselves (the first of each
+folder), scored the same way (what a readable picture can hope for; their ``faithful`` is each
+photo against the next class's photos: what an unrelated photo scores); with ``--lucent-python PY``
+(a Python with ``torch-lucent``) Lucent's defaults, one class at a time
+(``benchmarks/lucent_classes.py``; ``--lucent-images FILE`` scores a file it wrote earlier).
+
 ``--channels`` adds channel visualizations of a few MobileNetV2 layers per preset to the sheet
 (scored by robustness and slope only: no class to read). The labelled sheet is written to
 ``--sheet`` (one row per preset, the squeezenet probability under each picture).
 
-Run from the repository root (2 CPU cores: the full run takes about 10 minutes per preset):
+Run from the repository root (2 quiet CPU cores: about 0.8 s per step for 20 classes at 224 px,
+7 minutes per preset at 512 steps; maco about twice that):
 
     python3 benchmarks/quality_imagenet.py                                    # 20 classes, 512 steps, 224 px
     python3 benchmarks/quality_imagenet.py --classes 4 --steps 64 --size 128  # a quick look
