@@ -9,9 +9,7 @@ Names and submodules are imported on first use (``featvis.render`` imports torch
 ``featvis.metrics``, ``featvis.recipes`` ... are there without an import of their own), so that
 ``import featvis`` and the ``featvis`` command start at once.
 """
-import importlib
-import sys
-import types
+from .lazy import make_lazy
 
 __version__ = "0.1.0"
 
@@ -21,45 +19,13 @@ _API = {
     "load_model": "models", "list_models": "models", "wrap": "models", "layers": "models",
     "activations": "models", "FeatvisModel": "models", "capture": "hooks", "Unit": "units",
 }
-#: submodules reachable as attributes after ``import featvis``
-_SUBMODULES = {
-    "objectives", "param", "transforms", "models", "metrics", "recipes", "io", "hooks", "units", "errors",
-    "render", "batch", "topk", "figure_spec", "selfcheck", "accel", "rng", "cli",
-}
-
 __all__ = [
     "render", "evaluate", "auto_batch", "Result", "load_model", "list_models", "wrap", "layers", "activations",
-    "capture", "Unit", "objectives", "param", "transforms", "metrics", "recipes", "FeatvisModel", "__version__",
+    "capture", "Unit", "objectives", "param", "transforms", "metrics", "recipes", "presets", "circuits", "FeatvisModel",
+    "__version__",
 ]
 
 
-def __getattr__(name):
-    if name in _API:
-        value = getattr(importlib.import_module(f"{__name__}.{_API[name]}"), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__) | _SUBMODULES)
-
-
-class _Package(types.ModuleType):
-    """``featvis.render`` is the function, though ``featvis/render.py`` is also a submodule: the
-    import system sets the package's attribute to the submodule when it is first imported (by
-    whichever module imports it first), and this property keeps the function there instead."""
-
-    @property
-    def render(self):
-        return importlib.import_module(f"{__name__}.render").render
-
-    @render.setter
-    def render(self, value):
-        pass  # the submodule, set by the import system; the module is sys.modules["featvis.render"]
-
-
-sys.modules[__name__].__class__ = _Package
+# Submodules (featvis.metrics, featvis.presets, ...) are imported when first named; featvis.render
+# stays the function, though featvis/render.py is also a submodule.
+make_lazy(__name__, _API, functions=["render"])

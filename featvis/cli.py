@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from .errors import UsageError
+from .errors import UsageError, count_arg
 
 PROG = "featvis"
 
@@ -137,18 +137,6 @@ example:
 """
 
 
-def _batch_arg(text):
-    if text == "auto":
-        return text
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of channels or auto, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number of channels or auto, got {n}")
-    return n
-
-
 def cmd_render(sub):
     p = _add(sub, "render", _render, "render the channels of one or more layers (or --layers blocks|all) into a folder: resumable, shardable")
     p.epilog = RENDER_EPILOG
@@ -161,7 +149,7 @@ def cmd_render(sub):
     p.add_argument("--steps", type=int, default=512, help="optimization steps (default: 512)")
     p.add_argument("--lr", type=float, default=None,
                    help="Adam learning rate (default: the preset's, else the param's own: 0.005 for cppn, else 0.05)")
-    p.add_argument("--batch", type=_batch_arg, default=32, metavar="N|auto",
+    p.add_argument("--batch", type=count_arg("channels", auto=True), default=32, metavar="N|auto",
                    help="channels per batched optimization (default: 32; auto: from free memory)")
     p.add_argument("--param", choices=["fourier", "pixel", "cppn"], default=None, help="image parameterization (default: fourier)")
     from .presets import PRESETS

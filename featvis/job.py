@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .errors import UsageError
+from .errors import UsageError, count_arg
 from .shard import Shard
 from .units import Batch, WorkUnit, plan_batches, spec_of  # noqa: F401  (WorkUnit, spec_of: for callers)
 
@@ -482,17 +482,6 @@ whole models and shards:
 """
 
 
-def _shards_arg(text):
-    import argparse
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of shards, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number of shards, got {n}")
-    return n
-
-
 def add_render_arguments(p) -> None:
     """``featvis render``'s options for whole models and shards."""
     p.epilog = (p.epilog or "") + RENDER_EPILOG
@@ -500,7 +489,7 @@ def add_render_arguments(p) -> None:
                    help="instead of naming layers: every block output (as featvis layers marks) or every layer")
     p.add_argument("--shard", metavar="I/N", help="render shard I (from 0) of N; default: from torchrun, SLURM or "
                    "Kubernetes, else the whole job")
-    p.add_argument("--shards", type=_shards_arg, metavar="N",
+    p.add_argument("--shards", type=count_arg("shards"), metavar="N",
                    help="the number of shards where the launcher does not say (a Kubernetes Indexed Job)")
     p.add_argument("--slurm", metavar="K=V,...",
                    help="submit the job as a SLURM array with submitit (pip install featvis[slurm]): e.g. "

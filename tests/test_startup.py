@@ -23,6 +23,7 @@ def _modules_after(code: str) -> dict:
     "import featvis.cli as c\ntry:\n    c.main(['--help'])\nexcept SystemExit:\n    pass",
     "import featvis.cli as c\ntry:\n    c.main(['render', '--help'])\nexcept SystemExit:\n    pass",
     "import featvis; featvis.list_models(); featvis.units.Unit.parse('mixed4a:1')",
+    "import featvis; featvis.presets.PRESETS['maco']",
 ])
 def test_cli_and_import_stay_light(code):
     loaded = _modules_after(code)
@@ -49,6 +50,11 @@ def test_lazy_attributes():
     assert featvis.wrap is featvis.models.wrap and callable(featvis.wrap)
     with pytest.raises(AttributeError):
         featvis.no_such_thing  # noqa: B018
+    from pathlib import Path
+    for path in Path(featvis.__file__).parent.iterdir():  # every submodule by its name, no import needed
+        if path.suffix == ".py" and not path.stem.startswith("_") or (path / "__init__.py").is_file():
+            value = getattr(featvis, path.stem)  # the module, or for render the function
+            assert getattr(value, "__module__", value.__name__).startswith("featvis."), path.stem
 
 
 def test_model_list_names_torchvision_defaults():

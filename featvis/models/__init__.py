@@ -4,9 +4,7 @@ Names are imported on first use (``featvis.models.load_model`` imports torch the
 torchvision builders only when a torchvision model is loaded), so that ``featvis models`` and
 ``featvis --help`` start at once.
 """
-import importlib
-import sys
-import types
+from ..lazy import make_lazy
 
 #: public name -> the submodule that holds it
 _WHERE = {
@@ -22,29 +20,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    """``featvis.models.wrap`` is the function, though ``wrap.py`` is also a submodule (see
-    ``featvis._Package``, which does the same for ``featvis.render``)."""
-
-    @property
-    def wrap(self):
-        return importlib.import_module(f"{__name__}.wrap").wrap
-
-    @wrap.setter
-    def wrap(self, value):
-        pass  # the submodule, set by the import system; the module is sys.modules["featvis.models.wrap"]
-
-
-sys.modules[__name__].__class__ = _Package
+make_lazy(__name__, _WHERE, functions=["wrap"])  # featvis.models.wrap: the function, not wrap.py
