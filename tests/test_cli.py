@@ -125,9 +125,12 @@ def test_sigkill_in_second_batch_then_resume_equals_uninterrupted_run(reference,
 def test_ctrl_c_stops_after_the_complete_batch_with_status_130(tmp_path):
     out = tmp_path / "renders"
     stalled = tmp_path / "stalled"
+    # Ctrl-C's default action in the child even where this suite runs with SIGINT ignored (a shell
+    # starts background jobs so, and the ignore is inherited): Python then raises no KeyboardInterrupt.
     proc = subprocess.Popen([sys.executable, "-m", "featvis", *SIX, "--out", str(out)],
                             env=env(FEATVIS_TEST_STALL=str(out / "manifest.json"), FEATVIS_TEST_STALLED=str(stalled)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for(stalled, proc)
         proc.send_signal(signal.SIGINT)
