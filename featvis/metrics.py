@@ -218,7 +218,7 @@ def spectrum_slope(image, fmin: float = 2.0, fmax: Optional[float] = None) -> Un
     Fourier coefficients in the ring (the low rings hold few and are noisy). Natural images give about -2 (van der Schaaf & van Hateren 1996),
     white noise about 0; feature visualizations full of high-frequency noise sit well above -2.
     Photos that were JPEG-compressed and downsized lose high frequencies and measure steeper:
-    1,000 ImageNet photos resized to 224 px give -2.9 (median; benchmarks/quality_imagenet.py).
+    the 20 ImageNet class photos of benchmarks/quality_imagenet.py resized to 224 px give -2.94 (median).
     """
     x, single = _images(image)
     out = []
