@@ -51,20 +51,29 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from floor import floor_step  # noqa: E402
 
 
+def _run(cmd, timeout: int):
+    """``cmd`` run from the repository root with this checkout first on the path: (the completed
+    process, or the TimeoutExpired error; wall seconds)."""
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    t = time.perf_counter()
+    try:
+        result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        result = e
+    return result, time.perf_counter() - t
+
+
 def run_tests(device: str, quick: bool, timeout: int) -> str:
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-m", "not examples", "-p", "no:cacheprovider", "--device", device]
     if quick:
         cmd += ["tests/test_gpu_paths.py", "tests/test_render.py"]
-    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    t = time.perf_counter()
-    try:
-        out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-        tail = (out.stdout + out.stderr).strip().splitlines()
-        print("\n".join(tail[-25:]))
-        return f"rc={out.returncode}, {tail[-1] if tail else ''} ({time.perf_counter() - t:.0f} s)"
-    except subprocess.TimeoutExpired as e:
-        print((e.stdout or b"")[-3000:].decode() if isinstance(e.stdout, bytes) else (e.stdout or "")[-3000:])
+    out, seconds = _run(cmd, timeout)
+    if isinstance(out, subprocess.TimeoutExpired):
+        print((out.stdout or b"")[-3000:].decode() if isinstance(out.stdout, bytes) else (out.stdout or "")[-3000:])
         return f"TIMEOUT after {timeout} s"
+    tail = (out.stdout + out.stderr).strip().splitlines()
+    print("\n".join(tail[-25:]))
+    return f"rc={out.returncode}, {tail[-1] if tail else ''} ({seconds:.0f} s)"
 
 
 def sync(device):
@@ -113,13 +122,9 @@ def job_seconds(device: str, quick: bool, extra, timeout: int) -> str:
                "--weights", "none", "--device", device, "--out", out, *extra]
         if quick:
             cmd += ["--size", "32"]
-        env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-        t = time.perf_counter()
-        try:
-            r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
+        r, wall = _run(cmd, timeout)
+        if isinstance(r, subprocess.TimeoutExpired):
             return f"TIMEOUT after {timeout} s"
-        wall = time.perf_counter() - t
         pngs = len(list(Path(out).glob("mixed4a/*.png")))
         status = "ok" if r.returncode == 0 else f"rc={r.returncode}: {(r.stderr.strip().splitlines() or [''])[-1][:200]}"
         return f"{wall:.1f} s wall, {pngs} PNGs, {status}"
@@ -145,7 +150,7 @@ def main(argv=None):
     n = 3 if quick else 10
     torch.manual_seed(0)
     model = featvis.load_model("inceptionv1", weights=None, device=device)
-    channels = featvis.hooks.activations(model, torch.zeros(1, 3, size, size, device=device), [layer])[layer].shape[1]
+    channels = featvis.activations(model, torch.zeros(1, 3, size, size, device=device), [layer])[layer].shape[1]
     batches = [1, 2] if quick else [1, 16, 64, 256, channels]
     configs = [("fp32", dict()), ("bf16", dict(precision="bf16")), ("fp32 graph", dict(graph=True)),
                ("bf16 graph", dict(precision="bf16", graph=True)), ("fp32 nondet", dict(deterministic=False)),

@@ -192,3 +192,17 @@ def test_collapse_alpha_inside_the_transforms_can_be_captured():
         warnings.simplefilter("error", RuntimeWarning)  # no fallback
         static = _render(model, True, param=fourier(16, batch=2, alpha=True), **kw)
     torch.testing.assert_close(static.images, plain.images, rtol=0, atol=0 if pick_device(None).type == "cpu" else 1e-5)
+
+
+def test_the_gpu_check_script_runs_here(device):
+    """benchmarks/gpu_check.py is run once per lent GPU, with no second try: its quick form runs
+    here on the suite's device (without the test suite inside it), table and job included."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--quick", "--skip-tests", "--device", device.type],
+                       cwd=root, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "| 1 |" in r.stdout and "| 2 |" in r.stdout
+    assert "default (deterministic, eager):" in r.stdout and "4 PNGs, ok" in r.stdout
