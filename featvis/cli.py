@@ -255,54 +255,31 @@ def _examples_sheet(folder, manifest: dict, layers: List[str], args) -> int:
     return 0
 
 
-# --- featvis topk / figure / selfcheck: the arguments and the work live in their modules ----------
+# --- featvis topk / figure / ...: the arguments and the work live in their modules ---------------
 
-def cmd_topk(sub):
-    p = _add(sub, "topk", _lazy("topk", "run"), "record each channel's top-k dataset images and crops into a render folder")
-    p.fill = _lazy("topk", "add_arguments")
-
-
-def cmd_figure(sub):
-    p = _add(sub, "figure", _lazy("figure_spec", "run"), "render a figure declared in a JSON spec, in one batch")
-    p.fill = _lazy("figure_spec", "add_arguments")
-
-
-def cmd_selfcheck(sub):
-    p = _add(sub, "selfcheck", _lazy("selfcheck", "run_args"),
-             "render every unit of the hand-coded model and check orientation and curvature")
-    p.fill = _lazy("selfcheck", "add_arguments")
+def _delegated(name: str, module: str, help: str, run: str = "run", fill: str = "add_arguments") -> Callable:
+    """The adder of subcommand ``name``, whose arguments (``featvis.<module>.<fill>``) and work
+    (``.<run>``) are imported only when that subcommand is parsed or run."""
+    def add(sub):
+        p = _add(sub, name, _lazy(module, run), help)
+        p.fill = _lazy(module, fill)
+    add.__name__ = f"cmd_{name}"
+    return add
 
 
-def cmd_merge(sub):
-    p = _add(sub, "merge", _lazy("job", "merge_command"), "merge the shards' records of a render folder; list missing units")
-    p.fill = _lazy("job", "add_merge_arguments")
-
-
-def cmd_plan(sub):
-    p = _add(sub, "plan", _lazy("plan", "run"), "units, batches, estimated GPU/CPU-hours and shards for a whole-model job")
-    p.fill = _lazy("plan", "add_arguments")
-
-
-def cmd_circuit(sub):
-    p = _add(sub, "circuit", _lazy("circuit_figure", "run"),
-             "a unit, its strongest inputs from an earlier layer and the expanded weights between (figure, record)")
-    p.fill = _lazy("circuit_figure", "add_arguments")
-
-
-def cmd_spectrum(sub):
-    p = _add(sub, "spectrum", _lazy("spectrum", "run"), "mean amplitude spectrum of a folder of natural images, for param.maco")
-    p.fill = _lazy("spectrum", "add_arguments")
-
-
-def cmd_site(sub):
-    p = _add(sub, "site", _lazy("site", "run"), "build a static website of render folders: a page per model, layer and unit")
-    p.fill = _lazy("site", "add_arguments")
-
-
-def cmd_faithfulness(sub):
-    p = _add(sub, "faithfulness", _lazy("faithful", "run"),
-             "score each render of a folder against its own and the other channels' top-k dataset examples")
-    p.fill = _lazy("faithful", "add_arguments")
+cmd_topk = _delegated("topk", "topk", "record each channel's top-k dataset images and crops into a render folder")
+cmd_figure = _delegated("figure", "figure_spec", "render a figure declared in a JSON spec, in one batch")
+cmd_selfcheck = _delegated("selfcheck", "selfcheck", "render every unit of the hand-coded model and check orientation "
+                           "and curvature", run="run_args")
+cmd_merge = _delegated("merge", "job", "merge the shards' records of a render folder; list missing units",
+                       run="merge_command", fill="add_merge_arguments")
+cmd_plan = _delegated("plan", "plan", "units, batches, estimated GPU/CPU-hours and shards for a whole-model job")
+cmd_circuit = _delegated("circuit", "circuit_figure", "a unit, its strongest inputs from an earlier layer and the "
+                         "expanded weights between (figure, record)")
+cmd_spectrum = _delegated("spectrum", "spectrum", "mean amplitude spectrum of a folder of natural images, for param.maco")
+cmd_site = _delegated("site", "site", "build a static website of render folders: a page per model, layer and unit")
+cmd_faithfulness = _delegated("faithfulness", "faithful", "score each render of a folder against its own and the other "
+                              "channels' top-k dataset examples")
 
 
 #: The subcommands, in the order ``featvis --help`` lists them.

@@ -1,3 +1,4 @@
+import contextlib
 import os
 from collections import OrderedDict
 
@@ -71,3 +72,14 @@ def tiny_model():
         ("pool", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(16, 10)),
     ]))
     return featvis.wrap(net, normalize=None)
+
+
+@contextlib.contextmanager
+def reaped(proc):
+    """``with reaped(Popen(...)) as proc:``: a child process still running when the block ends
+    (a failed assertion, a timeout) is killed, so a failing test leaves no stray job behind."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -26,7 +26,7 @@ from featvis.cli import main
 from featvis.errors import UsageError
 from featvis.job import unit_seed
 
-from .conftest import suite_device
+from .conftest import reaped, suite_device
 
 ROOT = Path(__file__).resolve().parents[1]
 SIX = ["render", "tiny", "conv2", "--channels", "0:6", "--batch", "4", "--steps", "8", "--size", "32"]
@@ -131,13 +131,10 @@ def test_ctrl_c_stops_after_the_complete_batch_with_status_130(tmp_path):
                             env=env(FEATVIS_TEST_STALL=str(out / "manifest.json"), FEATVIS_TEST_STALLED=str(stalled)),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
+    with reaped(proc):
         wait_for(stalled, proc)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 130
     assert "interrupted: 4 of 6 channels are written" in err.splitlines()[-1]
     assert list(images_table(out)) == ["0", "1", "2", "3"]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from . import shard_plugin  # noqa: F401  (registers "tinyshard" in this process too)
+from .conftest import reaped
 from featvis.cli import main
 from featvis.errors import UsageError
 from featvis.job import INCOMPLETE, merge, select_layers, unit_seed
@@ -193,12 +194,9 @@ def test_torchrun_two_workers_one_killed_mid_batch_then_rerun(reference, tmp_pat
     out, stalled = tmp_path / "renders", tmp_path / "stalled"
     proc = torchrun(*JOB, "--out", str(out), FEATVIS_TEST_STALL=str(out / "parts" / "shard-1-of-2.json"),
                     FEATVIS_TEST_STALLED=str(stalled))
-    try:
+    with reaped(proc):
         kill_when_stalled(out, "shard-1-of-2", stalled, proc)
         _, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode != 0  # torchrun reports the dead worker
     part = json.loads((out / "parts" / "shard-1-of-2.json").read_text())
     assert list(part["layers"]["conv2"]["images"]) == ["2", "3"]  # its first batch; the second was in flight
@@ -223,12 +221,9 @@ def test_submitit_local_array_of_three_one_killed_then_rerun(reference, tmp_path
     proc = subprocess.Popen(cmd, env=env(FEATVIS_TEST_STALL=str(out / "parts" / "shard-1-of-3.json"),
                                          FEATVIS_TEST_STALLED=str(stalled)),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with reaped(proc):
         kill_when_stalled(out, "shard-1-of-3", stalled, proc)
         stdout, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 1, err
     assert "1 shards failed: shard 1/3" in err
     assert "shard 1/3: 2 missing: conv3:2, conv3:3" in stdout  # shard 1 has batches 1 and 4; 4 was in flight
