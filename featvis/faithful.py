@@ -31,28 +31,23 @@ def add_arguments(p) -> None:
 
 
 def _examples(folder: RenderFolder, section: dict, records: List[dict]):
-    """(k, 3, S, S) in [0, 1]: a channel's top-k images as ``featvis topk`` read them."""
+    """(k, 3, S, S) in [0, 1]: a channel's top-k images read as ``featvis topk`` read them; the
+    crop kept in the folder where the source image is gone (the dataset moved)."""
     import torch
 
-    from .param import image_tensor
     from .topk import load_image
-    from PIL import Image
-    root, size, out = Path(section.get("images", "")), int(section["size"]), []
-    for rec in records:
-        source = Path(rec["image"]) if Path(rec["image"]).is_absolute() else root / rec["image"]
-        if source.is_file():
-            out.append(load_image(source, size))
-        else:  # the dataset moved: the crop kept in the folder, at the size of the others
-            with Image.open(folder.path(rec["crop"])) as im:
-                crop = image_tensor(im.convert("RGB").resize((size, size), Image.BICUBIC))[0]
-            out.append(crop)
-    return torch.stack(out)
+    root, size = Path(section.get("images", "")), int(section["size"])
+    sources = [Path(r["image"]) if Path(r["image"]).is_absolute() else root / r["image"] for r in records]
+    return torch.stack([load_image(src if src.is_file() else folder.path(r["crop"]), size)
+                        for src, r in zip(sources, records)])
 
 
 def folder_scores(path, layer: Optional[str] = None, weights: Optional[str] = None, device="auto") -> Dict[str, dict]:
     """``{layer: {"channels": {c: {"images": {name: {"own", "others", "rank"}}}}, "compared": n}}``
     for the render folder at ``path`` (see the module docstring). Raises :class:`UsageError` when
     the folder has no layer with both renders and top-k records."""
+    import torch
+
     from .batch import open_model, resolve_device
     from .metrics import faithfulness_matrix
     from .objectives import channel
@@ -90,7 +85,6 @@ def folder_scores(path, layer: Optional[str] = None, weights: Optional[str] = No
         for k in keys:
             with Image.open(folder.path(images[k]["file"])) as im:
                 pics.append(image_tensor(im.convert("RGB"))[0])
-        import torch
         scores = faithfulness_matrix(model, channel(name, chans[0]), torch.stack(pics), sets)  # (images, channels)
         result: Dict[str, dict] = {}
         for i, k in enumerate(keys):

@@ -194,13 +194,15 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     over_background = collapse_alpha()
     wanted, snaps, flags = set(snapshots), {}, []
 
-    def score(run, image, transform, feed=upload, of=objective):
-        seen = image
-        if image.shape[1] == 4:  # RGBA: the model sees RGB over a background
-            seen = over_background.run(image, rng, feed) if transform else composite(image, GRAY)
-        capturing = getattr(feed, "capturing", False)
-        acts = run(run_transforms(transform, seen, rng, feed, capturing)) if transform else run.plain(seen)
-        return of({**acts, INPUT: image})  # (B,)
+    def bare(image):  # the layers' maps for the untransformed image (RGBA over gray), and the image
+        return {**run.plain(composite(image, GRAY) if image.shape[1] == 4 else image), INPUT: image}
+
+    def score(image, transform, feed=upload):
+        if not transform:  # an empty pipeline: the bare image, as at the end
+            return objective(bare(image))
+        seen = over_background.run(image, rng, feed) if image.shape[1] == 4 else image  # RGBA: RGB over a background
+        acts = run(run_transforms(transform, seen, rng, feed, getattr(feed, "capturing", False)))
+        return objective({**acts, INPUT: image})  # (B,)
 
     first_step = [True]  # the dead-unit check reads the first (always eager) step's input gradient
 
@@ -209,7 +211,7 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
         check, first_step[0] = first_step[0], False
         if check and image.requires_grad and not image.is_leaf:
             image.retain_grad()
-        values = score(run, image, transforms, feed)
+        values = score(image, transforms, feed)
         opt.zero_grad(set_to_none=True)
         (-values.sum()).backward()
         if check:
@@ -222,10 +224,9 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
             model_runner(model, objective.layers, device, precision, compile, autotune=not deterministic) as run, \
             tqdm(total=steps, disable=progress is not True, desc=objective.name[:40], leave=False) as bar:
         with torch.no_grad():  # the bare image's maps: where @x,y point; a bad position fails here, not at the end
-            first = param()
-            acts = run.plain(composite(first, GRAY) if first.shape[1] == 4 else first)
-            objective.bind({k: tuple(v.shape[1:]) for k, v in acts.items()})
-            objective({**acts, INPUT: first})
+            acts = bare(param())
+            objective.bind({k: tuple(v.shape[1:]) for k, v in acts.items() if k != INPUT})
+            objective(acts)
         stepper = Stepper(step, device, mode, max(WARMUP, getattr(model, "redirect_steps", 0)))
         for i in range(steps):
             redirect(i)  # Lucid's redirected ReLU for the model's first `redirect_steps` steps
@@ -242,9 +243,10 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
                 bar.set_postfix(objective=f"{values.detach().mean().item():.4g}")
         with torch.no_grad():
             image = param()
-            values = score(run, image, None)
+            acts = bare(image)  # one forward for the final values and every named term
+            values = objective(acts)
             _nonfinite_error(objective, [~torch.isfinite(values).all()], steps, values)
-            terms = {k: score(run, image, None, of=part).float().cpu() for k, part in objective.terms.items()}
+            terms = {k: part(acts).float().cpu() for k, part in objective.terms.items()}
     if steps in wanted:
         snaps[steps] = image.detach().float().cpu()
     return Result(image.detach().float().cpu(), values.detach().float().cpu(), objective.name, rng.seeds, steps, snaps,
