@@ -17,8 +17,7 @@ import time
 import torch
 
 import featvis
-from featvis.circuits import expanded_weights
-
+from featvis.analysis.circuits import expanded_weights
 
 CPU = []  # CPU seconds (all threads) of each timed batched run: less at the mercy of a shared machine
 

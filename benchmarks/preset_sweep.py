@@ -24,7 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import quality_imagenet as q  # noqa: E402  (puts featvis and ../shared/models on the path)
 
 import featvis  # noqa: E402
-from featvis import metrics, presets  # noqa: E402
+from featvis import presets
+from featvis.analysis import metrics  # noqa: E402
 from featvis.objectives import class_logit  # noqa: E402
 from featvis.presets import Preset, warmup_cosine  # noqa: E402
 

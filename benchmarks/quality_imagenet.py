@@ -49,8 +49,9 @@ sys.path.insert(0, os.path.join(ROOT, "..", "shared", "models"))
 sys.path.insert(0, "/work/shared/models")
 
 import featvis  # noqa: E402
-import featvis.io  # noqa: E402
-from featvis import metrics, presets  # noqa: E402
+import featvis.figures  # noqa: E402
+from featvis import presets
+from featvis.analysis import metrics  # noqa: E402
 from featvis.objectives import channel, class_logit  # noqa: E402
 from featvis.rng import RandomSource, image_seeds  # noqa: E402
 from featvis.transforms import compose  # noqa: E402
@@ -243,7 +244,7 @@ def main(argv=None):
         print("| " + " | ".join(cells) + " |")
     col_titles = [labels[c].split(",")[0] for c in classes] + [f"{l.split('.')[-1]}:{c}" for l, cs in CHANNEL_UNITS for c in cs][:len(grid[0]) - len(classes)]
     cell = min(128, args.size or 128)
-    featvis.io.figure(grid, row_titles=titles, col_titles=col_titles, captions=captions, cell=cell, out=args.sheet)
+    featvis.figures.figure(grid, row_titles=titles, col_titles=col_titles, captions=captions, cell=cell, out=args.sheet)
     print(f"sheet: {args.sheet}")
     if args.json:
         with open(args.json, "w") as f:

@@ -30,9 +30,9 @@ FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "-
 
 
 def make_folder(root: Path, n: int, size: int = 32) -> Path:
-    """A render folder as ``featvis render`` writes it (through :class:`featvis.folder.RenderFolder`):
+    """A render folder as ``featvis render`` writes it (through :class:`featvis.jobs.folder.RenderFolder`):
     ``big/<c>.png`` of random noise and its records."""
-    from featvis.folder import RenderFolder
+    from featvis.jobs.folder import RenderFolder
     rng = np.random.default_rng(0)
     folder = RenderFolder(root)
     header = {"model": "bench", "weights": {"spec": "none", "sha256": "0" * 64}, "featvis": "bench",

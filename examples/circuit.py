@@ -11,11 +11,11 @@ there the answer is known, tangent lines excite and orthogonal ones inhibit.
     python examples/circuit.py [--unit mixed3b:342] [--from mixed3a] [--top 8]
     python examples/circuit.py --model handcoded --steps 256
 """
-import featvis
-from featvis.circuit_figure import circuit_figure
-from featvis.circuits import top_inputs
-
 import _common as common
+
+import featvis
+from featvis.analysis.circuit_figure import circuit_figure
+from featvis.analysis.circuits import top_inputs
 
 #: The upstream layer per model (the unit itself comes from --unit or the defaults below).
 SOURCES = {"inceptionv1": "mixed3a", "handcoded": "edges"}

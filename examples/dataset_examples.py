@@ -8,11 +8,11 @@ folder of synthetic lines, arcs, gratings and blobs is generated into examples/o
     python examples/dataset_examples.py --images ~/imagenet/val --k 6
     python examples/dataset_examples.py --model handcoded --steps 128   # curve detectors vs arcs
 """
-import featvis
-from featvis import topk
-from featvis.objectives import channel
-
 import _common as common
+
+import featvis
+from featvis.analysis import topk
+from featvis.objectives import channel
 
 
 def main(argv=None):

@@ -26,7 +26,7 @@ def main(argv=None):
     result = featvis.render(model, objective, param=featvis.param.fourier(common.size(args), batch=args.images),
                             **common.render_kwargs(args))
     path = common.output(args, "diversity")
-    featvis.io.figure([list(result.images)], row_titles=[f"{layer}:{n}"],
+    featvis.figures.figure([list(result.images)], row_titles=[f"{layer}:{n}"],
                       col_titles=[f"image {i + 1}" for i in range(args.images)], dpi=args.dpi, out=path)
     return common.done(path)
 

@@ -45,7 +45,7 @@ def main(argv=None):
     result = featvis.render(model, objective, param=param, **common.render_kwargs(args))
     weights = [i / (args.frames - 1) for i in range(args.frames)]
     path = common.output(args, "interpolation")
-    featvis.io.figure([list(result.images)], row_titles=[f"{u1[0]}:{u1[1]}\nto {u2[0]}:{u2[1]}"],
+    featvis.figures.figure([list(result.images)], row_titles=[f"{u1[0]}:{u1[1]}\nto {u2[0]}:{u2[1]}"],
                       col_titles=[f"{1 - w:.2g} : {w:.2g}" for w in weights], dpi=args.dpi, out=path)
     return common.done(path)
 

@@ -37,7 +37,7 @@ def main(argv=None):
     rows = [images[i:i + cols] for i in range(0, len(images), cols)]
     labels = [[str(c) for c in chans[i:i + cols]] for i in range(0, len(chans), cols)]
     path = common.output(args, f"layer_sheet_{layer}")
-    featvis.io.figure(rows, captions=labels, col_titles=None, row_titles=None, pad=4, dpi=args.dpi, out=path)
+    featvis.figures.figure(rows, captions=labels, col_titles=None, row_titles=None, pad=4, dpi=args.dpi, out=path)
     return common.done(path)
 
 

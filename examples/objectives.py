@@ -32,7 +32,7 @@ def main(argv=None):
                             **common.render_kwargs(args))
     titles = ["neuron", "channel", "direction", f"pair with {n2}" if layer2 == layer else f"+ {layer2}:{n2}"]
     path = common.output(args, "objectives")
-    featvis.io.figure([list(result.images)], row_titles=[f"{layer}:{n}"], col_titles=titles,
+    featvis.figures.figure([list(result.images)], row_titles=[f"{layer}:{n}"], col_titles=titles,
                       captions=[[f"{v:.3g}" for v in result.values.tolist()]], dpi=args.dpi, out=path)
     return common.done(path)
 

@@ -44,7 +44,7 @@ def main(argv=None):
         images.append(result.images[0])
         captions.append(f"{result.values[0]:.3g}")
     path = common.output(args, "parameterizations")
-    featvis.io.figure([images], row_titles=[f"{layer}:{n}"], col_titles=[t for t, _, _ in columns],
+    featvis.figures.figure([images], row_titles=[f"{layer}:{n}"], col_titles=[t for t, _, _ in columns],
                       captions=[captions], cell=common.size(args), dpi=args.dpi, out=path)
     return common.done(path)
 

@@ -1,5 +1,16 @@
 """featvis: feature visualization for convolutional image models in PyTorch.
 
+The package is laid out by concern, each room importing only from the rooms before it
+(``tests/test_structure.py`` checks the direction; DESIGN.md draws it):
+
+- ``featvis`` itself: the engine and the public API (``render``, ``step``, ``accel``, ``hooks``,
+  ``rng``, ``units``, ``presets``, ``recipes``, ``objectives/``, ``param/``, ``transforms/``,
+  ``models/``), over the core helpers ``errors``, ``io``, ``lazy``;
+- ``featvis.figures``: drawing (contact sheets, labelled figures, circuit heatmaps, figure specs);
+- ``featvis.jobs``: the render folder and the whole-model render job (shards, launchers, plans);
+- ``featvis.analysis``: measuring units (metrics, circuits, dataset examples, faithfulness, ...);
+- ``featvis.site``: the static atlas website; ``featvis.cli``: the command line.
+
 >>> import featvis
 >>> model = featvis.load_model("inceptionv1")
 >>> result = featvis.render(model, "mixed4a:476", seed=0)
@@ -26,6 +37,14 @@ __all__ = [
 ]
 
 
+#: modules that moved into the rooms above, still importable by their old names
+_MOVED = {
+    "metrics": "analysis.metrics", "circuits": "analysis.circuits", "topk": "analysis.topk",
+    "circuit_figure": "analysis.circuit_figure", "selfcheck": "analysis.selfcheck", "spectrum": "analysis.spectrum",
+    "faithful": "analysis.faithful", "folder": "jobs.folder", "job": "jobs.job", "shard": "jobs.shard",
+    "figure_spec": "figures.spec",
+}
+
 # Submodules (featvis.metrics, featvis.presets, ...) are imported when first named; featvis.render
 # stays the function, though featvis/render.py is also a submodule.
-make_lazy(__name__, _API, functions=["render"])
+make_lazy(__name__, _API, functions=["render"], moved=_MOVED)

@@ -16,7 +16,6 @@ import os
 import signal
 import sys
 import traceback
-from pathlib import Path
 from typing import Callable, List, Optional
 
 from .errors import UsageError, count_arg
@@ -71,51 +70,17 @@ def _add(sub, name: str, run: Callable[[argparse.Namespace], int], help: str, de
 # --- featvis models ----------------------------------------------------------------------------
 
 def cmd_models(sub):
-    _add(sub, "models", _models, "list the model zoo with one-line descriptions")
-
-
-def _models(args) -> int:
-    from .models import list_models
-    zoo = list_models()
-    if not zoo:
-        print("no models registered")
-        return 0
-    width = max(len(name) for name, _ in zoo)
-    for name, description in zoo:
-        print(f"{name:<{width}}  {description}")
-    return 0
+    _add(sub, "models", _lazy("models.registry", "models_command"), "list the model zoo with one-line descriptions")
 
 
 # --- featvis layers ----------------------------------------------------------------------------
 
 def cmd_layers(sub):
-    p = _add(sub, "layers", _layers, "list a model's hookable layers: name, type, channels, output shape")
+    p = _add(sub, "layers", _lazy("models.listing", "layers_command"), "list a model's hookable layers: name, type, channels, output shape")
     p.add_argument("model", help="a model name (see: featvis models)")
     p.add_argument("--weights", default="none", metavar="W",
                    help="default | none | PATH (default: none; the shapes do not depend on the weights)")
     p.add_argument("--size", type=int, default=224, help="input image size for the shapes (default: 224)")
-
-
-def _layers(args) -> int:
-    from .batch import open_model
-    from .models import layers
-    model = open_model(args.model, args.weights, "cpu")
-    try:
-        table = layers(model, args.size)
-    except RuntimeError as e:
-        raise UsageError(f"cannot run {args.model} at --size {args.size} ({str(e).splitlines()[0][:200]}); try a larger --size") from e
-    rows = [(("* " if li.block else "  ") + li.name, li.type, "-" if li.channels is None else str(li.channels),
-             "-" if li.shape is None else "x".join(map(str, li.shape))) for li in table]
-    head = ("  layer", "type", "channels", f"shape at {args.size}px")
-    widths = [max(len(r[i]) for r in rows + [head]) for i in range(3)]
-    for r in [head] + rows:
-        print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}")
-    if any(li.calls > 1 for li in table):
-        print("\nNAME#k: the k-th call of a module that forward calls more than once (NAME alone is its first call)")
-    print(f"\nlayer:channel@x,y: x is the column, y the row of the map shown (its size for --size {args.size} images)")
-    if any(li.block for li in table):
-        print("\n* a block output (a residual, ConvNeXt or inception block, or a conv stage): the usual layers to visualize")
-    return 0
 
 
 # --- featvis render ----------------------------------------------------------------------------
@@ -172,23 +137,23 @@ def cmd_render(sub):
     p.add_argument("--out", default="renders", metavar="DIR", help="output folder (default: renders)")
     p.add_argument("--format", choices=["png"], default="png", help="image format (default: png)")
     p.add_argument("--force", action="store_true", help="start over in DIR, even if it holds renders with other settings")
-    from . import job
+    from .jobs import job
     job.add_render_arguments(p)
 
 
 def _render(args) -> int:
     argv = sys.argv[1:] if args.argv is None else args.argv
     if args.slurm is not None:
-        from .launch import submit_array
+        from .jobs.launch import submit_array
         return submit_array(args, list(argv))
-    from .job import render_command
+    from .jobs.job import render_command
     return render_command(args, argv=argv)
 
 
 # --- featvis sheet -----------------------------------------------------------------------------
 
 def cmd_sheet(sub):
-    p = _add(sub, "sheet", _sheet, "rebuild a contact sheet (PNG or PDF) from a render folder")
+    p = _add(sub, "sheet", _lazy("jobs.sheets", "sheet_command"), "rebuild a contact sheet (PNG or PDF) from a render folder")
     p.add_argument("dir", metavar="DIR", help="a folder written by featvis render")
     p.add_argument("--layer", help="the layer (default: every layer in DIR)")
     p.add_argument("--cols", type=int, help="columns (default: near-square, or K with --diversity K)")
@@ -204,57 +169,6 @@ def cmd_sheet(sub):
                         "default FILE: DIR/<layer>_examples.png")
 
 
-def _sheet(args) -> int:
-    from .folder import RenderFolder
-    folder = RenderFolder(args.dir)
-    if not Path(args.dir).is_dir():
-        raise UsageError(f"{args.dir} is not a folder; give a folder written by featvis render")
-    manifest = folder.read()
-    if manifest is None:
-        raise UsageError(f"{args.dir} has no {Path(args.dir) / 'manifest.json'}; give a folder written by featvis render")
-    layers = list(manifest["layers"])
-    if args.layer is not None and args.layer not in layers and not (args.with_examples and args.layer in manifest["topk"]):
-        raise UsageError(f"{args.dir} has no renders of layer {args.layer!r}; it has: {', '.join(layers) or 'none'}")
-    chosen = [args.layer] if args.layer else (layers if not args.with_examples else list(manifest["topk"]) or layers)
-    if args.out and len(chosen) > 1:
-        raise UsageError(f"{args.dir} holds {len(chosen)} layers ({', '.join(chosen)}); with --out, pick one with --layer")
-    if args.out and Path(args.out).suffix.lower() not in (".png", ".pdf"):
-        raise UsageError(f"--out {args.out}: the sheet is written as .png or .pdf; end the name with one of them")
-    if args.cols is not None and args.cols < 1:
-        raise UsageError(f"--cols {args.cols}: must be at least 1")
-    if args.cell is not None and not 8 <= args.cell <= 4096:
-        raise UsageError(f"--cell {args.cell}: give a cell size in pixels between 8 and 4096")
-    if args.with_examples:
-        return _examples_sheet(folder, manifest, chosen, args)
-    for layer in chosen:
-        missing = [e["file"] for e in manifest["layers"][layer]["images"].values() if not folder.image_ok(e)]
-        if missing:
-            raise UsageError(f"{Path(args.dir) / missing[0]} is missing or changed since it was rendered; "
-                             f"re-run the featvis render command to redo it")
-    for layer in chosen:
-        if args.out or args.cols or not args.labels or args.cell or not args.title or not folder.part_names():
-            path = folder.write_sheet(layer, manifest, cols=args.cols, labels=args.labels, path=args.out,
-                                      cell=args.cell, title=args.title)
-        else:  # the folder's own sheet: a derived file, rebuilt under the folder lock when stale
-            folder.merge(sheets=[layer])
-            path = folder.root / folder.sheet_rel(layer)
-        print(path if path else f"{layer}: no images yet")
-    return 0
-
-
-def _examples_sheet(folder, manifest: dict, layers: List[str], args) -> int:
-    from .topk import examples_sheet
-    recorded = manifest.get("topk", {})
-    for layer in layers:
-        if layer not in recorded:
-            raise UsageError(f"{args.dir} has no dataset examples of layer {layer!r}; run "
-                             f"featvis topk MODEL {layer} --images DIR --out {args.dir} first")
-        out = Path(args.out) if args.out else folder.path(f"{layer}_examples.png")
-        examples_sheet(folder.root, layer, out=out)
-        print(out)
-    return 0
-
-
 # --- featvis topk / figure / ...: the arguments and the work live in their modules ---------------
 
 def _delegated(name: str, module: str, help: str, run: str = "run", fill: str = "add_arguments") -> Callable:
@@ -267,18 +181,18 @@ def _delegated(name: str, module: str, help: str, run: str = "run", fill: str = 
     return add
 
 
-cmd_topk = _delegated("topk", "topk", "record each channel's top-k dataset images and crops into a render folder")
-cmd_figure = _delegated("figure", "figure_spec", "render a figure declared in a JSON spec, in one batch")
-cmd_selfcheck = _delegated("selfcheck", "selfcheck", "render every unit of the hand-coded model and check orientation "
+cmd_topk = _delegated("topk", "analysis.topk", "record each channel's top-k dataset images and crops into a render folder")
+cmd_figure = _delegated("figure", "figures.spec", "render a figure declared in a JSON spec, in one batch")
+cmd_selfcheck = _delegated("selfcheck", "analysis.selfcheck", "render every unit of the hand-coded model and check orientation "
                            "and curvature", run="run_args")
-cmd_merge = _delegated("merge", "job", "merge the shards' records of a render folder; list missing units",
+cmd_merge = _delegated("merge", "jobs.job", "merge the shards' records of a render folder; list missing units",
                        run="merge_command", fill="add_merge_arguments")
-cmd_plan = _delegated("plan", "plan", "units, batches, estimated GPU/CPU-hours and shards for a whole-model job")
-cmd_circuit = _delegated("circuit", "circuit_figure", "a unit, its strongest inputs from an earlier layer and the "
+cmd_plan = _delegated("plan", "jobs.plan", "units, batches, estimated GPU/CPU-hours and shards for a whole-model job")
+cmd_circuit = _delegated("circuit", "analysis.circuit_figure", "a unit, its strongest inputs from an earlier layer and the "
                          "expanded weights between (figure, record)")
-cmd_spectrum = _delegated("spectrum", "spectrum", "mean amplitude spectrum of a folder of natural images, for param.maco")
+cmd_spectrum = _delegated("spectrum", "analysis.spectrum", "mean amplitude spectrum of a folder of natural images, for param.maco")
 cmd_site = _delegated("site", "site", "build a static website of render folders: a page per model, layer and unit")
-cmd_faithfulness = _delegated("faithfulness", "faithful", "score each render of a folder against its own and the other "
+cmd_faithfulness = _delegated("faithfulness", "analysis.faithful", "score each render of a folder against its own and the other "
                               "channels' top-k dataset examples")
 
 

@@ -1,4 +1,5 @@
 """Exceptions for user mistakes, with messages that name the input and the way out."""
+from typing import Optional
 
 
 class NotFound(KeyError):
@@ -14,6 +15,13 @@ class UsageError(ValueError):
     The message is one line that names the input and the fix; the CLI prints it and exits with
     status 2 (argparse's convention for usage errors) without a traceback.
     """
+
+
+def one_line(e: BaseException, limit: Optional[int] = 160) -> str:
+    """An exception's message on one line, clipped to ``limit`` characters (``None``: whole), for
+    error messages that quote a library's own error."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if limit is None or len(text) <= limit else text[:limit - 1] + "\u2026"
 
 
 def count_arg(noun: str, auto: bool = False):

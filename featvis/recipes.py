@@ -9,11 +9,11 @@ from typing import Optional, Tuple, Union
 
 import torch
 
+from .errors import UsageError
 from .objectives import Objective, alignment, alpha_mean, as_objective, channel_interpolate, l2, scaled
 from .objectives.channels import dot_cossim
 from .param import ImageParam, fit_images, fourier, image_tensor
 from .render import Result, render
-from .errors import UsageError
 from .rng import RandomSource, image_seeds
 from .transforms import compose, jitter, pad, random_rotate, random_scale
 from .units import Unit

@@ -13,10 +13,9 @@ import json
 import os
 import sys
 import time
-
 from contextlib import contextmanager
 
-from featvis.folder import RenderFolder
+from featvis.jobs.folder import RenderFolder
 from featvis.models import register
 from featvis.models.toy import build as build_toy
 

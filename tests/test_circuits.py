@@ -13,8 +13,8 @@ from PIL import Image
 from torch import nn
 
 import featvis
-from featvis.circuit_figure import heatmap
-from featvis.circuits import Linearized, expanded_weights, rank_inputs, top_inputs
+from featvis.analysis.circuit_figure import heatmap
+from featvis.analysis.circuits import Linearized, expanded_weights, rank_inputs, top_inputs
 from featvis.cli import main
 from featvis.errors import NotFound, UsageError
 from featvis.models.handcoded import N_ORIENT, strokes_kernel
@@ -255,7 +255,7 @@ def test_cli_circuit_writes_png_pdf_and_the_record(tmp_path, capsys):
 
 
 def test_from_dir_visualizations_are_used_as_they_are(tmp_path, handcoded, monkeypatch):
-    from featvis.circuit_figure import circuit_figure
+    from featvis.analysis.circuit_figure import circuit_figure
 
     def no_render(*args, **kwargs):
         raise AssertionError("rendered although the render folder holds every visualization")

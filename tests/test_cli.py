@@ -19,13 +19,14 @@ import pytest
 import torch
 from PIL import Image
 
-from . import cli_plugin  # noqa: F401  (registers "tiny" in this process too)
 from featvis import io
-from featvis.batch import DIVERSITY_WEIGHT, parse_channels
 from featvis.cli import main
 from featvis.errors import UsageError
-from featvis.job import unit_seed
+from featvis.jobs.job import unit_seed
+from featvis.jobs.settings import DIVERSITY_WEIGHT
+from featvis.units import parse_channels
 
+from . import cli_plugin  # noqa: F401  (registers "tiny" in this process too)
 from .conftest import reaped, suite_device
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -382,7 +383,7 @@ def test_preset_renders_what_the_api_renders_and_is_a_setting(tmp_path, capsys):
 
 
 def test_preset_chooses_the_size_unless_given(tmp_path):
-    from featvis.job import prepare_job
+    from featvis.jobs.job import prepare_job
     assert prepare_job("tiny", ["conv2"], "0", tmp_path / "a", preset="maco", steps=1).settings.size == 224
     assert prepare_job("tiny", ["conv2"], "0", tmp_path / "b", preset="maco", size=40, steps=1).settings.size == 40
     assert prepare_job("tiny", ["conv2"], "0", tmp_path / "c", steps=1).settings.size == 128

@@ -3,10 +3,11 @@ import json
 
 import pytest
 
-from . import cli_plugin  # noqa: F401  (registers "tiny")
-from featvis.job import prepare
 from featvis.cli import main
+from featvis.jobs.job import prepare
 from featvis.param.cppn import CPPN_LR
+
+from . import cli_plugin  # noqa: F401  (registers "tiny")
 
 
 @pytest.mark.parametrize("param, lr", [("cppn", CPPN_LR), ("fourier", 0.05), ("pixel", 0.05)])

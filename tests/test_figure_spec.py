@@ -4,10 +4,11 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import featvis
-from featvis import figure_spec as fs
-from featvis.io import figure_layout
+from featvis.figures import spec as fs
+from featvis.figures.grid import figure_layout
 
 from .test_topk import colour_net
 
@@ -27,7 +28,7 @@ def test_cells_maximize_their_own_units(tmp_path):
     (tmp_path / "spec.json").write_text(json.dumps(spec()))
     args = argparse.Namespace(spec=str(tmp_path / "spec.json"), out=None, steps=None, device=None, quiet=True)
     assert fs.run(args) == 0
-    image = np.asarray(featvis.io.Image.open(tmp_path / "fig.png").convert("RGB")).astype(float)
+    image = np.asarray(Image.open(tmp_path / "fig.png").convert("RGB")).astype(float)
     layout = figure_layout(2, 2, (16, 16), 2, ["red / blue", "both"], ["a", "b"], captions=True)
     assert image.shape[1::-1] == layout.size
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image, ImageFont
 
-from featvis.io import figure, figure_layout, load_font
+from featvis.figures.grid import figure, figure_layout, load_font
 
 
 def solid(colour, w=20, h=20):
@@ -134,6 +134,7 @@ def test_errors_name_the_problem(tmp_path):
 
 def test_atomic_write_gives_files_the_usual_mode(tmp_path):
     import os
+
     from featvis.io import atomic_write
     mask = os.umask(0o022)
     try:
@@ -146,7 +147,8 @@ def test_atomic_write_gives_files_the_usual_mode(tmp_path):
 
 def test_sheet_title_and_enlargement():
     import torch
-    from featvis.io import sheet
+
+    from featvis.figures.grid import sheet
     imgs = torch.rand(4, 3, 8, 8)
     plain = sheet(imgs, cols=2, pad=2)
     big = sheet(imgs, cols=2, pad=2, cell=32)
@@ -162,8 +164,9 @@ def test_sheet_title_and_enlargement():
 
 
 def test_sheet_command_cell_and_title(tmp_path):
-    from . import cli_plugin  # noqa: F401
     from featvis.cli import main
+
+    from . import cli_plugin  # noqa: F401
     out = tmp_path / "r"
     assert main(["render", "tiny", "conv2", "--channels", "0:2", "--size", "16", "--steps", "1", "--out", str(out)]) == 0
     auto = Image.open(out / "conv2_sheet.png")

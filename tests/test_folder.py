@@ -1,4 +1,4 @@
-"""The render folder (featvis.folder): contained paths, schema-checked records, the writer lock,
+"""The render folder (featvis.jobs.folder): contained paths, schema-checked records, the writer lock,
 kills at every write point, derived files rebuilt, nothing deleted or written outside --out.
 
 Subprocess tests run ``python -m featvis`` on ``tiny`` (tests/cli_plugin.py) like tests/test_cli.py.
@@ -18,12 +18,14 @@ import pytest
 import torch
 from PIL import Image
 
-from . import cli_plugin  # noqa: F401  (registers "tiny" in this process too)
-from .test_cli import SIX, env, featvis, files, images_table, reference, wait_for  # noqa: F401  (reference: a fixture)
-from featvis import folder as fo
 from featvis.cli import main
 from featvis.errors import UsageError
-from featvis.folder import RenderFolder
+from featvis.jobs import folder as fo
+from featvis.jobs.folder import files as folder_files
+from featvis.jobs.folder import RenderFolder
+
+from . import cli_plugin  # noqa: F401  (registers "tiny" in this process too)
+from .test_cli import SIX, env, featvis, files, images_table, reference, wait_for  # noqa: F401  (reference: a fixture)
 
 
 def header(**settings):
@@ -343,7 +345,7 @@ def test_a_write_error_names_the_file(tmp_path, monkeypatch):
     def full(src, dst):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(fo.os, "replace", full)
+    monkeypatch.setattr(folder_files.os, "replace", full)
     with pytest.raises(UsageError, match=r"cannot write .*x\.json \(No space left on device\); free some space"):
         fo.atomic_write(tmp_path / "x.json", lambda tmp: Path(tmp).write_text("{}"))
     assert list(tmp_path.iterdir()) == []
@@ -440,7 +442,7 @@ def test_atomic_writes_fsync_the_file_and_its_folder(tmp_path, monkeypatch):
         synced.append(os.path.realpath(f"/proc/self/fd/{fd}"))
         real(fd)
 
-    monkeypatch.setattr(fo.os, "fsync", spy)
+    monkeypatch.setattr(folder_files.os, "fsync", spy)
     fo.atomic_write(tmp_path / "a" / "x.json", lambda tmp: Path(tmp).write_text("{}"))
     assert len(synced) == 2 and ".fvtmp-main-" in synced[0] and synced[1] == str((tmp_path / "a").resolve())
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["x.json"]

@@ -156,8 +156,9 @@ def test_stepper_modes_are_checked():
 
 def test_the_job_records_determinism_and_a_folder_of_before_it_resumes(tmp_path):
     import json
-    from featvis.batch import MANIFEST
-    from featvis.job import prepare
+
+    from featvis.jobs.folder import MANIFEST
+    from featvis.jobs.job import prepare
     job = prepare("toy", "conv2", channels="0:2", out=tmp_path, weights="none", steps=1, size=16, batch=2,
                   deterministic=False, graph=True)
     assert job.settings.deterministic is False and job.graph is True

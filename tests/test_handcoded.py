@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import featvis
-from featvis import metrics, selfcheck
+from featvis.analysis import metrics, selfcheck
 from featvis.models import handcoded as hc
 from featvis.objectives import channel
 
@@ -139,7 +139,7 @@ def test_selfcheck_table():
 
 def test_selfcheck_module_entry_point():
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-m", "featvis.selfcheck", "--help"], env=env, cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "featvis.analysis.selfcheck", "--help"], env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "--steps" in out.stdout
 

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 import featvis
-from featvis import metrics, presets
+from featvis import presets
+from featvis.analysis import metrics
 from featvis.objectives import channel
 from featvis.param import COLOR_CORRELATION, maco, natural_spectrum
 from featvis.rng import RandomSource
@@ -100,7 +101,9 @@ def test_maco_seed_and_set_image_and_errors(tmp_path):
 
 def test_spectrum_of_a_folder_of_synthetic_images(tmp_path):
     from PIL import Image
-    from featvis.spectrum import compute_spectrum
+
+    from featvis.analysis.spectrum import compute_spectrum
+
     # Vertical stripes of 4 cycles per image, gray (luminance only): all energy at (0, +-4).
     x = np.arange(32)
     for i, phase in enumerate([0.0, 1.0, 2.5]):
@@ -279,9 +282,9 @@ def test_faithfulness_command_scores_a_render_folder(tmp_path, capsys):
 
     from PIL import Image
 
+    from featvis.analysis.topk import load_image
     from featvis.cli import main
     from featvis.param import image_tensor
-    from featvis.topk import load_image
     out, pics = tmp_path / "renders", tmp_path / "pics"
     pics.mkdir()
     for i in range(6):
@@ -300,7 +303,7 @@ def test_faithfulness_command_scores_a_render_folder(tmp_path, capsys):
     assert scores["compared"] == 3 and sorted(scores["channels"]) == ["0", "1", "2"]
 
     # the same numbers as metrics.faithfulness on the files, own and others
-    model = featvis.batch.open_model("toy", "none", "cpu", 0)  # the folder's network: random init from its seed
+    model = featvis.models.open.open_model("toy", "none", "cpu", 0)  # the folder's network: random init from its seed
     m = json.loads((out / "manifest.json").read_text())
     examples = {c: torch.stack([load_image(pics / r["image"], 40) for r in m["topk"]["conv2"]["channels"][str(c)]])
                 for c in range(3)}

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import featvis
-from featvis import metrics
+from featvis.analysis import metrics
 from featvis.models import handcoded as hc
 from featvis.objectives import channel
 

@@ -14,13 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from . import shard_plugin  # noqa: F401  (registers "tinyshard" in this process too)
-from .conftest import reaped
 from featvis.cli import main
 from featvis.errors import UsageError
-from featvis.job import INCOMPLETE, merge, select_layers, unit_seed
-from featvis.units import WorkUnit, plan_batches, spec_of
-from featvis.shard import Shard, detect, device_for, parse
+from featvis.jobs.batches import WorkUnit, plan_batches
+from featvis.jobs.job import INCOMPLETE, merge, select_layers, unit_seed
+from featvis.jobs.shard import Shard, detect, device_for, parse
+from featvis.units import spec_of
+
+from . import shard_plugin  # noqa: F401  (registers "tinyshard" in this process too)
+from .conftest import reaped
 
 ROOT = Path(__file__).resolve().parents[1]
 # Two layers of 6 channels, 2 per batch: 6 batches, conv2's then conv3's.
@@ -150,7 +152,7 @@ def test_spec_of_reads_back():
 
 
 def test_layer_sets():
-    from featvis.batch import open_model
+    from featvis.models.open import open_model
     assert select_layers(open_model("resnet18", "none"), "blocks", 64, "resnet18") == [
         f"layer{i}.{j}" for i in range(1, 5) for j in range(2)]
     toy = open_model("toy", "default")

@@ -155,18 +155,18 @@ def test_rerun_writes_only_what_changed_and_removes_what_left(renders, tmp_path)
 
 def test_a_run_stopped_midway_can_be_run_again(renders, tmp_path, monkeypatch):
     out = tmp_path / "atlas"
-    real = site._Writer.thumbnail
+    real = site.builder._Writer.thumbnail
 
     def stop(self, rel, src, size):
         if rel.endswith("/5.jpg"):
             raise KeyboardInterrupt
         return real(self, rel, src, size)
 
-    monkeypatch.setattr(site._Writer, "thumbnail", stop)
+    monkeypatch.setattr(site.builder._Writer, "thumbnail", stop)
     with pytest.raises(KeyboardInterrupt):
         site.build([renders["handcoded"]], out)
     assert any(out.rglob("*.png")) and not (out / "index.html").exists()
-    monkeypatch.setattr(site._Writer, "thumbnail", real)
+    monkeypatch.setattr(site.builder._Writer, "thumbnail", real)
     summary = site.build([renders["handcoded"]], out)
     assert (out / "index.html").is_file() and summary.units == 20
     assert not list(out.rglob("*.site-tmp"))

@@ -63,6 +63,68 @@ def test_the_checker_sees_a_cycle():
     assert "featvis.objectives.base" in import_graph()["featvis.objectives.channels"]
 
 
+#: The package's rooms, lowest first: a module imports only from its own room and the rooms before it
+#: (DESIGN.md draws them). A module belongs to the first room with a prefix of its name.
+ROOMS = [
+    ("core", ["featvis", "featvis.lazy", "featvis.errors", "featvis.io", "featvis.rng", "featvis._cache"]),
+    ("engine", ["featvis.hooks", "featvis.units", "featvis.accel", "featvis.step", "featvis.render", "featvis.presets",
+                "featvis.recipes", "featvis.objectives", "featvis.param", "featvis.transforms", "featvis.models"]),
+    ("figures", ["featvis.figures"]),
+    ("jobs", ["featvis.jobs"]),
+    ("analysis", ["featvis.analysis"]),
+    ("site", ["featvis.site"]),
+    ("cli", ["featvis.cli", "featvis.__main__"]),
+]
+
+
+def room(module: str) -> int:
+    """The rank of ``module``'s room (0: core)."""
+    best = None
+    for rank, (_, prefixes) in enumerate(ROOMS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and (best is None or len(p) > len(best[1])):
+                best = (rank, p)
+    assert best is not None, f"{module} is in no room: add it to ROOMS (and to DESIGN.md)"
+    return best[0]
+
+
+def test_imports_flow_one_way():
+    """No module imports (even lazily) one of a higher room: the engine knows nothing of jobs,
+    figures nothing of analyses, nothing below the command line knows the command line."""
+    graph = import_graph()
+    upward = [f"{m} ({ROOMS[room(m)][0]}) -> {d} ({ROOMS[room(d)][0]})"
+              for m in sorted(graph) for d in sorted(graph[m]) if room(d) > room(m)]
+    assert not upward, upward
+
+
+def test_every_module_has_a_room():
+    for m in import_graph():
+        room(m)
+    assert room("featvis.render") < room("featvis.jobs.folder") < room("featvis.analysis.topk") < room("featvis.cli")
+    assert room("featvis.models.open") == room("featvis.render") and room("featvis") == 0
+
+
+def test_old_import_paths_still_work():
+    """Modules that moved into rooms keep their old names (the same module object), and the
+    drawing that lived in ``featvis.io`` is still there by its old name."""
+    import importlib
+
+    import featvis.analysis.metrics
+    import featvis.io
+    import featvis.metrics
+    assert featvis.metrics is featvis.analysis.metrics
+    from featvis.folder import RenderFolder
+    from featvis.jobs.folder import RenderFolder as Home
+    assert RenderFolder is Home
+    assert importlib.import_module("featvis.circuit_figure").circuit_figure is \
+        importlib.import_module("featvis.analysis.circuit_figure").circuit_figure
+    from featvis.figures import grid
+    assert featvis.io.figure is grid.figure and featvis.io.sheet is grid.sheet
+    import pytest
+    with pytest.raises(AttributeError):
+        featvis.io.no_such_name  # noqa: B018
+
+
 def test_one_layer_name_cleanup():
     """Deduplicating layer names and dropping the input pseudo-layer happens in hooks.model_layers only."""
     from featvis.hooks import INPUT, model_layers

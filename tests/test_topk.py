@@ -9,10 +9,10 @@ from PIL import Image
 from torch import nn
 
 import featvis
-from featvis import topk as tk
+from featvis.analysis import topk as tk
 from featvis.errors import UsageError
-from featvis.folder import RenderFolder
-from featvis.io import figure_layout
+from featvis.figures.grid import figure_layout
+from featvis.jobs.folder import RenderFolder
 
 SIZE = 48
 

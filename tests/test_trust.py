@@ -17,14 +17,13 @@ from torch import nn
 
 import featvis
 from featvis import param as P
-from featvis import topk as tk
-from featvis.batch import parse_channels
+from featvis.analysis import topk as tk
 from featvis.cli import main
 from featvis.errors import UsageError
 from featvis.models import WeightsError, load_model, register
+from featvis.units import parse_channels
 
 from . import cli_plugin  # noqa: F401  (registers "tiny")
-
 
 # --- checkpoints that would run code ------------------------------------------------------------------
 

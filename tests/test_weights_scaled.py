@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import featvis
-from featvis.job import prepare
+from featvis.jobs.job import prepare
 from featvis.objectives import Objective, channel, diversity, scaled
 
 

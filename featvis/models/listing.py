@@ -7,6 +7,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 
+from ..errors import UsageError, one_line
 from ..hooks import CALL_MARK, capture, named_layers
 from .state import frozen
 from .wrap import as_model
@@ -88,3 +89,42 @@ def activations(model, images: torch.Tensor, layers: Iterable[str] | str) -> Dic
     device = next(iter(model.parameters()), torch.empty(0)).device
     with torch.no_grad(), capture(model, layers) as run:
         return run(images.to(device))
+
+
+def probe_layer(model, layer: str, size: int, device) -> tuple:
+    """The output shape of ``layer`` for one ``size``² image, (C, ...), with one-line errors."""
+    try:
+        out = activations(model, torch.full((1, 3, size, size), 0.5, device=device), [layer])[layer]
+    except KeyError as e:
+        raise UsageError(e.args[0]) from e
+    except RuntimeError as e:
+        first = one_line(e)
+        memory = any(w in str(e).lower() for w in ("memory", "alloc"))
+        fix = "try a smaller --size" if memory else "if the layer's input shrank to nothing, try a larger --size; else another layer"
+        raise UsageError(f"cannot run {getattr(model, 'name', 'the model')} up to {layer!r} at --size {size} ({first}); "
+                         f"{fix}") from e
+    if out.dim() < 2:
+        raise UsageError(f"layer {layer!r} gives no channels (output shape {tuple(out.shape)}); pick another layer (see: featvis layers)")
+    return tuple(out.shape[1:])
+
+
+def layers_command(args) -> int:
+    """``featvis layers MODEL``: the table of :func:`layers`."""
+    from .open import open_model
+    model = open_model(args.model, args.weights, "cpu")
+    try:
+        table = layers(model, args.size)
+    except RuntimeError as e:
+        raise UsageError(f"cannot run {args.model} at --size {args.size} ({str(e).splitlines()[0][:200]}); try a larger --size") from e
+    rows = [(("* " if li.block else "  ") + li.name, li.type, "-" if li.channels is None else str(li.channels),
+             "-" if li.shape is None else "x".join(map(str, li.shape))) for li in table]
+    head = ("  layer", "type", "channels", f"shape at {args.size}px")
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(3)]
+    for r in [head] + rows:
+        print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}")
+    if any(li.calls > 1 for li in table):
+        print("\nNAME#k: the k-th call of a module that forward calls more than once (NAME alone is its first call)")
+    print(f"\nlayer:channel@x,y: x is the column, y the row of the map shown (its size for --size {args.size} images)")
+    if any(li.block for li in table):
+        print("\n* a block output (a residual, ConvNeXt or inception block, or a conv stage): the usual layers to visualize")
+    return 0

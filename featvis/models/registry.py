@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple, Union
 
-from ..errors import NotFound
+from ..errors import NotFound, UsageError, one_line
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -90,17 +90,22 @@ DEVICE_ENV = "FEATVIS_DEVICE"
 
 
 def pick_device(device=None) -> "torch.device":
-    """``None`` or ``"auto"``: ``$FEATVIS_DEVICE`` if set, else CUDA when present, else CPU;
-    anything else as given."""
+    """The one device chooser. ``None`` or ``"auto"``: ``$FEATVIS_DEVICE`` if set, else CUDA when
+    present, else CPU; anything else as given (a :class:`~featvis.errors.UsageError` for CUDA where
+    torch sees none, or a string that names no device)."""
     import torch
 
     if device is None or device == "auto":
         device = os.environ.get(DEVICE_ENV, "").strip() or None
         if device is None or device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, ValueError) as e:
+        raise UsageError(f"device {device!r}: {one_line(e)}; use cpu, cuda, cuda:N or auto") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' was asked for but torch sees no CUDA device; use device='cpu' or None")
+        raise UsageError(f"device {str(device)!r}: torch sees no CUDA device here; use cpu (or auto, which picks "
+                         "CUDA only where there is one)")
     return device
 
 
@@ -138,3 +143,15 @@ def load_model(name: str, weights: Optional[str] = "default", device=None) -> "F
     for p in model.parameters():
         p.requires_grad_(False)
     return model.to(pick_device(device))
+
+
+def models_command(args) -> int:
+    """``featvis models``: the zoo, one line each."""
+    zoo = list_models()
+    if not zoo:
+        print("no models registered")
+        return 0
+    width = max(len(name) for name, _ in zoo)
+    for name, description in zoo:
+        print(f"{name:<{width}}  {description}")
+    return 0

@@ -16,6 +16,7 @@ from torchvision.models import get_model_builder, get_model_weights
 from . import weights as W
 from .wrap import IMAGENET_MEAN, IMAGENET_STD, FeatvisModel
 
+
 def _member(name: str, weights):
     """The weights enum member that ``weights`` names ("default" or a member name), else None."""
     enum = get_model_weights(name)

@@ -285,3 +285,13 @@ def build(factory: Callable[[], nn.Module], state_dict: Optional[Mapping], sourc
     with torch.device("meta"):  # skip the random init that the loaded weights would overwrite
         module = factory()
     return load_strict(module, state_dict, source, name)
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 over the state dict (names, dtypes, shapes, bytes): which network this is."""
+    h = hashlib.sha256()
+    for key, t in model.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

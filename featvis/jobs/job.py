@@ -3,16 +3,16 @@
 The job behind ``featvis render MODEL LAYER [LAYER ...]`` (and ``--layers blocks|all``)::
 
     job = prepare_job("inceptionv1", ["mixed4a", "mixed4b"], channels="all", out="renders",
-                      shard=featvis.shard.detect())
+                      shard=featvis.jobs.shard.detect())
     job.run()
 
 The work is a fixed, ordered list of batches (:func:`featvis.units.plan_batches`): layer by layer,
 ``batch`` channels at a time, all ``diversity`` images of a channel in one batch. Shard ``i`` of
-``N`` renders batches ``i, i+N, ...`` (:class:`featvis.shard.Shard`). Every image is a function of
+``N`` renders batches ``i, i+N, ...`` (:class:`featvis.jobs.shard.Shard`). Every image is a function of
 the settings and its unit only: its seed is :func:`unit_seed` ``(seed, layer, channel, k)`` and its
 batch is the same whatever ``N`` is, so the files are byte for byte the same for 1 shard or N.
 
-The folder is a :class:`featvis.folder.RenderFolder`: each shard is a writer of its own
+The folder is a :class:`featvis.jobs.folder.RenderFolder`: each shard is a writer of its own
 (``parts/shard-I-of-N.json``; a single process is ``main``) and writes only the images of its own
 batches, so no two shards ever write one file. ``manifest.json`` and the sheets are derived from
 the parts under the folder lock; a single-process job rebuilds its layer's sheet after every
@@ -27,17 +27,21 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import signal
 import socket
 import sys
+import threading
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .errors import UsageError, count_arg
+from ..errors import UsageError, count_arg
+from ..units import spec_of
+from .batches import Batch, WorkUnit, plan_batches  # noqa: F401  (WorkUnit: for callers)
 from .shard import Shard
-from .units import Batch, WorkUnit, plan_batches, spec_of  # noqa: F401  (WorkUnit, spec_of: for callers)
 
 #: The shard of a single-process job (no --shard, no launcher): the folder's ``main`` writer.
 SINGLE = Shard()
@@ -52,8 +56,27 @@ def layer_key(layer: str) -> int:
 def unit_seed(seed: int, layer: str, channel: int, k: int = 0) -> int:
     """The seed of image ``k`` of ``layer:channel``: a stream of its own for every unit of the
     model, the same whatever batch, shard or job renders it."""
-    from .rng import derive_seed
+    from ..rng import derive_seed
     return derive_seed(seed, layer_key(layer), channel, k)
+
+
+@contextmanager
+def _interrupts_held():
+    """Hold Ctrl-C (and SIGTERM) back while a batch's files are written, then act on it: what is
+    complete is written completely."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if caught:
+        raise KeyboardInterrupt
 
 
 # --- what the folder holds of a job -------------------------------------------------------------
@@ -102,7 +125,7 @@ def merge(out, sheets: bool = True) -> MergeReport:
 def status(out) -> MergeReport:
     """What the folder's latest job still misses, by shard; reads only (every image is checked
     against its recorded SHA-256)."""
-    from .batch import parse_channels
+    from ..units import parse_channels
     from .folder import RenderFolder
     folder = RenderFolder(out)
     report = MergeReport(Path(out))
@@ -156,7 +179,7 @@ LAYER_SETS = ("blocks", "all")
 def select_layers(model, which: str, size: int, model_name: str) -> List[str]:
     """``--layers blocks``: the block outputs ``featvis layers`` marks; ``all``: every hookable
     layer whose output has channels (each module once, under its first name)."""
-    from .models import layers as list_layers
+    from ..models import layers as list_layers
     if which not in LAYER_SETS:
         raise UsageError(f"--layers {which}: use blocks or all, or name the layers after the model")
     try:
@@ -184,7 +207,7 @@ class ShardJob:
     out: Path
     batch: int
     device: object  # torch.device
-    settings: object  # featvis.batch.Settings
+    settings: object  # featvis.jobs.settings.Settings
     header: dict  # model, weights, settings, versions: what the records must agree on
     job: dict  # {"layers": {layer: spec}, "batch": n, "shards": N}: recorded, for merge's report
     run_record: dict
@@ -246,8 +269,8 @@ class ShardJob:
         """
         from tqdm.auto import tqdm
 
-        from .batch import _interrupts_held, batch_objective, recipe
-        from .render import render
+        from ..render import render
+        from .settings import batch_objective, recipe
         s, K = self.settings, self.settings.diversity
         folder = self.folder
         written = 0
@@ -295,8 +318,8 @@ class ShardJob:
         return written
 
     def _record_failure(self, folder, b: Batch, error: BaseException):
-        from .batch import _short
-        message = f"{type(error).__name__}: {_short(error)}"
+        from ..errors import one_line
+        message = f"{type(error).__name__}: {one_line(error)}"
         for u in b.units:
             self.failures[str(u)] = message
         if not any(sec.get("images") for sec in folder.part.get("layers", {}).values()):
@@ -342,7 +365,7 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
     (:mod:`featvis.presets`) chooses the param, transforms and learning-rate schedule, and the
     defaults of ``size`` and ``lr``; without it ``param=None`` is ``fourier`` and ``size=None``
     128. ``lr=None`` is the preset's, else the param's own ``default_lr`` (0.005 for ``cppn``), else 0.05; ``diversity_weight=None`` is
-    :data:`featvis.batch.DIVERSITY_WEIGHT` (relative to the objective); the manifest records both.
+    :data:`featvis.jobs.settings.DIVERSITY_WEIGHT` (relative to the objective); the manifest records both.
     ``deterministic`` and ``graph`` are :func:`featvis.render`'s (``deterministic`` is a setting: it
     can change pixels on a GPU; ``graph`` is not: it changes only how a step is launched).
     """
@@ -350,16 +373,19 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
 
     import torch
 
-    from . import __version__
-    from .batch import (DEFAULT_LR, DIVERSITY_WEIGHT, FORMATS, MAX_SEED, MAX_SIZE, PARAMS, SPEC_HELP, Settings, _device_label,
-                        auto_batch, make_param, objective_template, open_model, parse_channels, probe_layer,
-                        resolve_device, weights_digest, _weights_arg)
-    from .models.weights import weights_file
+    from .. import __version__
+    from ..models.listing import probe_layer
+    from ..models.open import open_model, weights_arg
+    from ..models.registry import pick_device
+    from ..models.weights import weights_digest, weights_file
+    from ..render import DEFAULT_LR
+    from ..units import SPEC_HELP, ChannelSpec, parse_channels
     from .folder import RenderFolder, header_differences
-    from .units import ChannelSpec
+    from .settings import (DIVERSITY_WEIGHT, FORMATS, MAX_SEED, MAX_SIZE, PARAMS, Settings, auto_batch, device_label,
+                           make_param, objective_template)
     ChannelSpec.parse(channels)  # the syntax, before anything slow
     if preset is not None:
-        from .presets import PRESETS
+        from ..presets import PRESETS
         if preset not in PRESETS:
             raise UsageError(f"--preset {preset}: use one of {', '.join(PRESETS)} (see featvis.presets)")
         if param is not None:
@@ -406,7 +432,7 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
     folder = RenderFolder(out)
     folder.check_writable()
     old = None if force else folder.read()
-    dev = resolve_device(device)
+    dev = pick_device(device)
     net = open_model(model, weights, dev, seed)
     names = list(layers) or select_layers(net, layer_set, size, model)
     folder.check_writable(names)
@@ -433,10 +459,10 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
     else:
         n = int(batch)
     # "sha256" is a digest of the loaded tensors (which network); "file_sha256" the file's own bytes
-    file_info = weights_file(model, _weights_arg(weights) if weights != "default" else "default") or {}
+    file_info = weights_file(model, weights_arg(weights) if weights != "default" else "default") or {}
     header = {"model": model, "weights": {"spec": weights, "sha256": weights_digest(net), **file_info},
               "settings": asdict(settings), "featvis": __version__, "torch": torch.__version__,
-              "device": _device_label(dev)}
+              "device": device_label(dev)}
     if old is not None and old.get("settings") is not None:
         diffs = header_differences(old, header)
         if diffs:
@@ -497,7 +523,7 @@ def add_render_arguments(p) -> None:
 
 
 def render_command(args, argv: Optional[Sequence[str]] = None) -> int:
-    """``featvis render``: check, then render this process's shard (``--slurm``: see :mod:`featvis.launch`)."""
+    """``featvis render``: check, then render this process's shard (``--slurm``: see :mod:`featvis.jobs.launch`)."""
     from .shard import detect, device_for
     shard = detect(args.shard, count=args.shards)
     if shard.local_rank is not None and device_for(shard, args.device) != args.device:

@@ -1,7 +1,7 @@
 """``featvis render ... --slurm K=V,...``: submit a whole-model job as a SLURM job array with submitit.
 
 Each array task runs ``featvis render`` with the same arguments and ``--shard I/N``; nothing else
-is shared between them but the output folder (see :mod:`featvis.job`). submitit is an optional
+is shared between them but the output folder (see :mod:`featvis.jobs.job`). submitit is an optional
 dependency (``pip install featvis[slurm]``); ``cluster=local`` runs the array as local processes
 (what the tests use), ``cluster=debug`` in this process.
 """
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
-from .errors import UsageError
+from ..errors import UsageError
 
 #: ``--slurm`` keys and the submitit parameters they set.
 KEYS = {

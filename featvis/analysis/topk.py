@@ -26,17 +26,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-import torch
 import numpy as np
+import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .errors import UsageError
-from .folder import MAIN, MANIFEST, RenderFolder  # noqa: F401  (MANIFEST: re-exported)
-from .hooks import capture
-from .io import PathLike, figure
-from .models import as_model, pick_device
-from .render import frozen
+from ..errors import UsageError
+from ..hooks import capture
+from ..io import PathLike
+from ..jobs.folder import MAIN, MANIFEST, RenderFolder  # noqa: F401  (MANIFEST: re-exported)
+from ..jobs.sheets import examples_sheet  # noqa: F401  (topk.examples_sheet: its owner is the folder's sheets)
+from ..models import as_model, pick_device
+from ..models.state import frozen
 
 #: Files ``topk`` reads (compared case-insensitively).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -296,7 +297,7 @@ class TopK:
 
 def _channel_list(channels, n_channels: int) -> List[int]:
     """``None``/``"all"``, a SPEC string (``0:64``, ``3,17,476``; as ``featvis render``), or ints."""
-    from .units import parse_channels
+    from ..units import parse_channels
     if channels is None or isinstance(channels, str):
         return parse_channels(channels or "all", n_channels)
     chosen = [int(channels)] if isinstance(channels, int) else [int(c) for c in channels]
@@ -405,7 +406,7 @@ def write_topk(result: TopK, out_dir, model_name: Optional[str] = None) -> Path:
     during the scan. The manifest entry per channel is a list, best first, of ``{"rank", "image"
     (path relative to the image folder), "value", "position" [y, x] on the activation map, "box"
     [left, top, right, bottom] in the ``size`` px input, "crop" (relative to ``out_dir``)}``.
-    ``out_dir``: a path, or a :class:`~featvis.folder.RenderFolder` whose lock the caller holds
+    ``out_dir``: a path, or a :class:`~featvis.jobs.folder.RenderFolder` whose lock the caller holds
     (otherwise the folder's ``main`` writer lock is taken for the writing). Returns the manifest's path.
     """
     folder = out_dir if isinstance(out_dir, RenderFolder) else RenderFolder(out_dir)
@@ -452,50 +453,6 @@ def _relative(path: Path, root: Path) -> str:
 
 # --- the Microscope-like sheet -----------------------------------------------------------------------
 
-def examples_sheet(render_dir: PathLike, layer: Optional[str] = None, channels: Optional[Sequence[int]] = None,
-                   k: Optional[int] = None, cell: int = 128, values: bool = True, out: Optional[PathLike] = None,
-                   **figure_kwargs) -> Image.Image:
-    """Each channel's visualization beside its top-k dataset crops, one row per channel (like OpenAI
-    Microscope), from a render directory that :func:`write_topk` has written into.
-
-    The visualization of channel c is ``<render_dir>/<layer>/<c>.png`` (left blank, captioned "not
-    rendered", when missing). ``layer`` may be omitted when the manifest has top-k records for
-    one layer only; ``channels`` defaults to all recorded ones, ``k`` to all recorded crops.
-    ``values`` captions each crop with its activation. Other keyword arguments go to
-    :func:`featvis.io.figure` (``dpi``, ``size_in``, ``background``...); ``out`` writes PNG or PDF.
-    """
-    folder = RenderFolder(render_dir)
-    render_dir = folder.root
-    records = (folder.read() or {}).get("topk", {})
-    if not records:
-        raise UsageError(f"{render_dir / MANIFEST} has no top-k records; run first: "
-                         f"featvis topk MODEL LAYER --images DIR --out {render_dir}")
-    if layer is None:
-        if len(records) > 1:
-            raise UsageError(f"{render_dir} has top-k records for several layers ({', '.join(records)}); name one")
-        layer = next(iter(records))
-    if layer not in records:
-        raise UsageError(f"no top-k records for layer {layer!r} in {render_dir / MANIFEST} (it has: {', '.join(records)})")
-    entry = records[layer]
-    chans = [str(c) for c in channels] if channels is not None else list(entry["channels"])
-    missing = [c for c in chans if c not in entry["channels"]]
-    if missing:
-        raise UsageError(f"channel {missing[0]} of {layer!r} has no top-k records in {render_dir / MANIFEST}")
-    k = k or max((len(entry["channels"][c]) for c in chans), default=0)
-    rows, captions = [], []
-    for c in chans:
-        vis = folder.path(folder.image_rel(layer, c))
-        row, caps = [vis if vis.exists() else None], ["" if vis.exists() else "not rendered"]
-        for rec in entry["channels"][c][:k]:
-            row.append(folder.path(rec["crop"]))
-            caps.append(f"{rec['value']:.3g}" if values else "")
-        rows.append(row)
-        captions.append(caps)
-    col_titles = ["optimized"] + [f"top {i + 1}" for i in range(k)]
-    return figure(rows, row_titles=[f"{layer}:{c}" for c in chans], col_titles=col_titles,
-                  captions=captions if values else None, cell=cell, out=out, **figure_kwargs)
-
-
 # --- the command line: `featvis topk MODEL LAYER --images DIR ...` -----------------------------------
 
 def add_arguments(parser) -> None:
@@ -523,13 +480,15 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     """Run ``featvis topk`` from parsed arguments; 0 on success. A user error raises
     :class:`~featvis.errors.UsageError` (``featvis.cli.main`` prints it, status 2)."""
-    from .batch import open_model, probe_layer, resolve_device
+    from ..models import pick_device
+    from ..models.listing import probe_layer
+    from ..models.open import open_model
 
     check_arguments(k=args.k, size=args.size, batch=args.batch, crop=args.crop, workers=args.workers)
     find_images(args.images)
     folder = RenderFolder(args.out)
     folder.check_writable()
-    device = resolve_device(args.device or "auto")
+    device = pick_device(args.device or "auto")
     model = open_model(args.model, args.weights, device)
     shape = probe_layer(model, args.layer, args.size, device)
     _channel_list(args.channels, shape[0])

@@ -18,7 +18,7 @@ A spec names the model, the render settings and the grid; each cell is a unit. F
 A cell is ``"layer:channel"`` (the channel's mean), ``"layer:channel@x,y"`` (the neuron at
 column x, row y), several joined by ``+`` (maximized together), each optionally negated with a
 leading ``-``; ``null`` leaves the cell blank. ``figure`` holds keyword arguments of
-:func:`featvis.io.figure`; ``captions: true`` writes each cell's final objective under it. A
+:func:`featvis.figures.figure`; ``captions: true`` writes each cell's final objective under it. A
 relative ``out`` is relative to the spec file's folder.
 """
 from __future__ import annotations
@@ -29,11 +29,11 @@ import math
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from .errors import UsageError
-from .io import figure, figure_layout
-from .objectives import Objective, channel, neuron
-from .param import fourier
-from .units import Unit
+from ..errors import UsageError
+from ..objectives import Objective, channel, neuron
+from ..param import fourier
+from ..units import Unit
+from .grid import figure, figure_layout
 
 #: Keys a spec may have (anything else is a typo worth reporting).
 KEYS = {"model", "weights", "size", "steps", "seed", "lr", "batch", "rows", "col_titles", "captions", "figure", "out"}
@@ -66,7 +66,7 @@ def load_spec(path) -> dict:
     try:
         spec = json.loads(path.read_text())
     except FileNotFoundError:
-        raise UsageError(f"no figure spec {str(path)!r}; give the path of a JSON spec (see featvis.figure_spec)") from None
+        raise UsageError(f"no figure spec {str(path)!r}; give the path of a JSON spec (see featvis.figures.spec)") from None
     except IsADirectoryError:
         raise UsageError(f"{path} is a folder; give the path of a JSON figure spec") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -120,7 +120,7 @@ def check_spec(spec: dict, where="the spec", out=None) -> None:
                 cell_objective(text, 0)
     options = spec.get("figure", {})
     if not isinstance(options, dict):
-        raise UsageError(f"{where}: 'figure' must be an object of featvis.io.figure options")
+        raise UsageError(f"{where}: 'figure' must be an object of featvis.figures.figure options")
     allowed = set(inspect.signature(figure).parameters) - {"rows", "row_titles", "col_titles", "captions", "out"}
     unknown = sorted(set(options) - allowed)
     if unknown:
@@ -149,8 +149,8 @@ def render_spec(spec: dict, model=None, device=None, progress: bool = True, base
                 out: Optional[Path] = None, steps: Optional[int] = None):
     """Render every cell of ``spec`` (batched, ``spec["batch"]`` images at a time, all by default)
     and draw the figure; writes it when the spec or ``out`` names a file. Returns the image."""
-    from .models import load_model
-    from .render import render
+    from ..models import load_model
+    from ..render import render
 
     if model is None:
         weights = spec.get("weights", "default")
@@ -184,7 +184,7 @@ def render_spec(spec: dict, model=None, device=None, progress: bool = True, base
 
 def add_arguments(parser) -> None:
     """Arguments of ``featvis figure`` (an ``argparse`` (sub)parser)."""
-    parser.add_argument("spec", help="figure spec (JSON; see featvis.figure_spec)")
+    parser.add_argument("spec", help="figure spec (JSON; see featvis.figures.spec)")
     parser.add_argument("--out", default=None, help="write here instead of the spec's 'out' (.png or .pdf)")
     parser.add_argument("--steps", type=int, default=None, help="override the spec's steps")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
@@ -195,7 +195,8 @@ def run(args) -> int:
     """Run ``featvis figure`` from parsed arguments; 0 on success. Every check (the spec, the
     output suffix, the model) comes before rendering; a user error raises
     :class:`~featvis.errors.UsageError` (``featvis.cli.main`` prints it, status 2)."""
-    from .batch import open_model, resolve_device
+    from ..models import pick_device
+    from ..models.open import open_model
 
     spec = load_spec(args.spec)
     out = Path(args.out) if args.out else None
@@ -204,7 +205,7 @@ def run(args) -> int:
     check_spec(spec, args.spec, out)
     if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps {args.steps}: must be at least 1")
-    device = resolve_device(args.device or "auto")
+    device = pick_device(args.device or "auto")
     model = open_model(spec["model"], str(spec.get("weights", "default")), device, int(spec.get("seed", 0)))
     image = render_spec(spec, model=model, device=device, progress=not args.quiet, base=Path(args.spec).parent,
                         out=out, steps=args.steps)

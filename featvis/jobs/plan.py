@@ -1,6 +1,6 @@
 """``featvis plan``: what a whole-model job will cost, before it runs.
 
-Counts the units and batches exactly as ``featvis render`` would cut them (:func:`featvis.job.plan_batches`),
+Counts the units and batches exactly as ``featvis render`` would cut them (:func:`featvis.jobs.batches.plan_batches`),
 times a few optimization steps of one full batch on some of the layers (a short probe on this
 machine's device), and turns that into device-hours and a number of shards to ask for.
 """
@@ -26,7 +26,7 @@ def add_arguments(p) -> None:
     p.add_argument("--batch", type=int, default=32, help="channels per batch, as for render (default: 32)")
     p.add_argument("--diversity", type=int, default=1, metavar="K", help="images per channel (default: 1)")
     p.add_argument("--param", choices=["fourier", "pixel", "cppn"], default=None, help="as for render (default: fourier)")
-    from .presets import PRESETS
+    from ..presets import PRESETS
     p.add_argument("--preset", choices=list(PRESETS), default=None, help="as for render")
     p.add_argument("--neurons", action="store_true", help="as for render")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to probe (default: auto)")
@@ -41,8 +41,8 @@ def probe(model, layer: str, channels: List[int], settings, device, steps: int) 
     """Seconds per optimization step of one batch of ``channels`` of ``layer`` (after a warm-up)."""
     import torch
 
-    from .batch import batch_objective, recipe
-    from .render import render
+    from ..render import render
+    from .settings import batch_objective, recipe
     k = settings.diversity
     objective = batch_objective(layer, channels, settings.neurons, k, settings.diversity_weight)
 
@@ -64,10 +64,15 @@ def estimate(per_step: Dict[str, float], batches, steps: int) -> float:
 
 
 def run(args) -> int:
-    from .batch import DIVERSITY_WEIGHT, Settings, open_model, parse_channels, probe_layer, resolve_device
-    from .errors import UsageError
-    from .job import plan_batches, select_layers
-    from .presets import PRESETS
+    from ..errors import UsageError
+    from ..models import pick_device
+    from ..models.listing import probe_layer
+    from ..models.open import open_model
+    from ..presets import PRESETS
+    from ..units import parse_channels
+    from .batches import plan_batches
+    from .job import select_layers
+    from .settings import DIVERSITY_WEIGHT, Settings
     preset = PRESETS[args.preset] if args.preset else None
     if preset and args.param:
         raise UsageError(f"--preset {args.preset} chooses its own image param ({preset.param_name}); "
@@ -83,7 +88,7 @@ def run(args) -> int:
     if bool(args.layer) == bool(args.layers):
         raise UsageError("name the layers after the model, or give --layers blocks|all (one of the two)")
     parse_channels(args.channels)
-    dev = resolve_device(args.device)
+    dev = pick_device(args.device)
     net = open_model(args.model, args.weights, dev)
     names = list(args.layer) or select_layers(net, args.layers, args.size, args.model)
     chosen = []

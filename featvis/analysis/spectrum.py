@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .errors import UsageError
-from .param.color import COLOR_CORRELATION
+from ..errors import UsageError
+from ..param.color import COLOR_CORRELATION
 
 #: Suffixes read as images (what Pillow opens without plugins).
 DEFAULT_SIZE = 224
@@ -28,7 +28,8 @@ DEFAULT_SIZE = 224
 def _square(path: Path, size: int) -> torch.Tensor:
     """(3, size, size) in [0, 1]: shorter side resized to ``size``, centre crop."""
     from PIL import Image
-    from .param import image_tensor
+
+    from ..param import image_tensor
     with Image.open(path) as im:
         t = image_tensor(im.convert("RGB"))  # (1, 3, H, W)
     h, w = t.shape[-2:]
@@ -68,7 +69,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     """``featvis spectrum``: compute and write the spectrum (atomically)."""
     import sys
-    from .io import atomic_write
+
+    from ..io import atomic_write
     amp, n = compute_spectrum(args.images, args.size, progress=sys.stderr.isatty())
     atomic_write(args.out, lambda tmp: torch.save({"amplitude": amp, "images": n, "size": args.size}, tmp))
     print(f"mean amplitude spectrum of {n} images at {args.size} px -> {args.out} "

@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .errors import UsageError
-from .hooks import INPUT, capture, model_name, resolve
+from ..errors import UsageError
+from ..hooks import INPUT, capture, model_name, resolve
 
 #: Activation functions replaced by the identity when linearizing (matched by function name, so
 #: ``nn.ReLU``, ``F.relu``, ``torch.relu`` and ``x.relu()`` all count).
@@ -159,8 +159,8 @@ def _dtype_of(model: nn.Module) -> torch.dtype:
 def _prepare_copy(model: nn.Module, src: str, dst: str, device) -> Tuple[nn.Module, _Feed]:
     """A deep copy of ``model`` on ``device``, in eval mode, without weight gradients, with ``src``
     replaced by a :class:`_Feed`."""
-    from .models import as_model, pick_device
-    from .models.redirect import set_redirect
+    from ..models import as_model, pick_device
+    from ..models.redirect import set_redirect
 
     if src == INPUT:
         raise UsageError(f"--from {INPUT}: expanded weights start at a layer, not the image; "
@@ -343,7 +343,7 @@ class Input:
 def parse_unit(unit) -> Tuple[str, int]:
     """``"mixed3b:342"`` or ``("mixed3b", 342)`` -> ("mixed3b", 342) (read by :class:`featvis.units.Unit`);
     a neuron (``@x,y``) is refused."""
-    from .units import Unit
+    from ..units import Unit
     u = Unit.parse(unit)
     if u.x is not None or u.y is not None:
         raise UsageError(f"unit {unit!r}: expanded weights are taken at the centre of the map; "

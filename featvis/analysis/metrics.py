@@ -31,11 +31,11 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .hooks import INPUT, capture
-from .models import as_model
-from .objectives import as_objective
-from .rng import RandomSource, image_seeds
-from .transforms import STANDARD_ANGLES, STANDARD_SCALES, compose, jitter, pad, random_rotate, random_scale
+from ..hooks import INPUT, capture
+from ..models import as_model
+from ..objectives import as_objective
+from ..rng import RandomSource, image_seeds
+from ..transforms import STANDARD_ANGLES, STANDARD_SCALES, compose, jitter, pad, random_rotate, random_scale
 
 #: Structure tensor scales (px): derivative-of-Gaussian gradients, then local averaging.
 GRADIENT_SIGMA, INTEGRATION_SIGMA = 1.0, 2.0
@@ -329,7 +329,7 @@ def path_layers(model, objective, size: int = 224) -> list:
     (the objective's own layers last): every named layer of ``model`` with a tensor output that
     runs up to the objective's last layer, without aliases and without containers whose output
     is the same tensor as their last child's. Found with one forward pass of a gray image."""
-    from .hooks import named_layers
+    from ..hooks import named_layers
     model = as_model(model)
     objective = as_objective(objective)
     wanted = [n for n in objective.layers if n != INPUT]
@@ -357,7 +357,7 @@ def path_layers(model, objective, size: int = 224) -> list:
             h.remove()
     missing = [n for n in wanted if n not in outputs and n not in table]
     if missing:
-        from .hooks import resolve
+        from ..hooks import resolve
         resolve(model, missing)  # raises the usual "no layer ..." error
     last = max((order.index(n) for n in wanted if n in order), default=len(order) - 1)
     path, ptrs = [], {}

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence, TypeVar
 
-from .errors import UsageError
+from ..errors import UsageError
 
 T = TypeVar("T")
 

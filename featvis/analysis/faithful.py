@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .errors import UsageError
-from .folder import MANIFEST, RenderFolder
+from ..errors import UsageError
+from ..jobs.folder import MANIFEST, RenderFolder
 
 
 def add_arguments(p) -> None:
@@ -47,12 +47,13 @@ def folder_scores(path, layer: Optional[str] = None, weights: Optional[str] = No
     for the render folder at ``path`` (see the module docstring). Raises :class:`UsageError` when
     the folder has no layer with both renders and top-k records."""
     import torch
-
-    from .batch import open_model, resolve_device
-    from .metrics import faithfulness_matrix
-    from .objectives import channel
-    from .param import image_tensor
     from PIL import Image
+
+    from ..models import pick_device
+    from ..models.open import open_model
+    from ..objectives import channel
+    from ..param import image_tensor
+    from .metrics import faithfulness_matrix
 
     folder = RenderFolder(path)
     data = folder.read()
@@ -70,7 +71,7 @@ def folder_scores(path, layer: Optional[str] = None, weights: Optional[str] = No
         raise UsageError(f"{folder.root} has no layer with both renders and top-k dataset examples; "
                          f"run featvis topk MODEL LAYER --images DIR --out {path} for a rendered layer")
     spec = weights or (data.get("weights") or {}).get("spec") or "default"
-    dev = resolve_device(device)
+    dev = pick_device(device)
     model = open_model(data["model"], spec, dev, int((data.get("settings") or {}).get("seed", 0)))
     out = {}
     for name in both:
@@ -112,7 +113,7 @@ def run(args) -> int:
         firsts = sum(e["rank"] == 1 for _, e in rows)
         print(f"  mean own {sum(own) / len(own):.3f}; closest to its own examples: {firsts}/{len(rows)}")
     if args.json:
-        from .io import atomic_write
+        from ..io import atomic_write
         atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(scores, indent=1)))
         print(f"scores -> {args.json}", file=sys.stderr)
     return 0

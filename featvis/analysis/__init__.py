@@ -1,0 +1,16 @@
+"""Analyses: what a unit does and how well a picture explains it.
+
+- :mod:`featvis.analysis.metrics`: orientation, bend, activation ratio, robustness, spectrum slope,
+  saturation, faithfulness (``featvis.metrics``).
+- :mod:`featvis.analysis.circuits`: expanded weights and a unit's strongest inputs
+  (``featvis.circuits``); :mod:`featvis.analysis.circuit_figure`: ``featvis circuit``.
+- :mod:`featvis.analysis.topk`: dataset examples (``featvis topk``).
+- :mod:`featvis.analysis.faithful`: ``featvis faithfulness``; :mod:`featvis.analysis.spectrum`:
+  ``featvis spectrum``; :mod:`featvis.analysis.selfcheck`: ``featvis selfcheck``.
+
+A new analysis goes here: computing from the engine (``featvis.render``, ``featvis.models``),
+recording into a render folder through ``featvis.jobs.folder``, drawing through ``featvis.figures``.
+"""
+from ..lazy import make_lazy
+
+make_lazy(__name__, {})

@@ -1,0 +1,130 @@
+"""Derived files: contact sheets and manifest.json, rebuilt from the records whenever stale.
+
+Part of :class:`featvis.jobs.folder.RenderFolder` (see that package for the rules).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Dict, Optional
+
+from .files import _FOLDER_TAG, MANIFEST, PARTS, _crash_point, _sha256
+from .records import dumps, records_digest
+
+#: Sheets enlarge smaller renders to cells this wide (whole-pixel steps): a 64 px layer then makes a
+#: sheet one can read, not one 208 px wide.
+SHEET_MIN_CELL = 128
+
+
+def sheet_title(manifest: dict, layer: str) -> str:
+    """``"inceptionv1 mixed4a: channel, fourier 128 px, 512 steps"``: what a sheet shows."""
+    s = manifest.get("settings") or {}
+    what = "neuron" if s.get("neurons") else "channel"
+    extra = f", {s['diversity']} per channel" if int(s.get("diversity", 1)) > 1 else ""
+    return f"{manifest.get('model', '?')} {layer}: {what}, {s.get('param', '?')} {s.get('size', '?')} px, " \
+           f"{s.get('steps', '?')} steps{extra}"
+
+
+class FolderDerived:
+    """Sheets and the merged manifest (a mixin of RenderFolder)."""
+
+    # --- derived files -----------------------------------------------------------------------------
+
+    def _derived(self) -> dict:
+        """``manifest.json``'s record of the derived files and parts it was built from ({} if none/damaged)."""
+        try:
+            data = json.loads((self.root / MANIFEST).read_text())
+            return data.get("derived", {}) if isinstance(data, dict) and isinstance(data.get("derived"), dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _part_digests(self) -> Dict[str, Optional[str]]:
+        return {w: _sha256(self.root / PARTS / f"{w}.json") for w in self.part_names()}
+
+    def sheet_is_stale(self, layer: str, manifest: Optional[dict] = None) -> bool:
+        """Whether ``<layer>_sheet.png`` is missing, damaged, or older than the layer's records."""
+        manifest = manifest if manifest is not None else self.read()
+        section = (manifest or {}).get("layers", {}).get(layer)
+        if not section or not section.get("images"):
+            return False
+        have = self._derived().get("sheets", {}).get(layer, {})
+        return (have.get("records") != records_digest(section)
+                or have.get("sha256") is None or _sha256(self.root / self.sheet_rel(layer)) != have["sha256"])
+
+    def manifest_is_stale(self) -> bool:
+        """Whether ``manifest.json`` is missing, damaged, or not the merge of the current parts."""
+        if not self.part_names():
+            return False  # a version 1 folder: its manifest is the record itself
+        return self._derived().get("parts") != self._part_digests()
+
+    def merge(self, sheets=None, wait: Optional[float] = None) -> dict:
+        """Under the folder lock: rebuild the given layers' sheets (``None``: every stale one)
+        and write ``manifest.json`` as the merge of the parts if anything changed. Returns the
+        merged manifest. The coming ``featvis merge`` calls this."""
+        with self._folder_lock(wait):
+            return self._merge_locked(sheets)
+
+    def _merge_locked(self, sheets=None) -> dict:
+        if not self.part_names():
+            return self.read() or {}
+        manifest = self.read()
+        derived = self._derived()
+        sheet_info = dict(derived.get("sheets", {}))
+        todo = [layer for layer in manifest["layers"] if self.sheet_is_stale(layer, manifest)] if sheets is None \
+            else [layer for layer in sheets if self.sheet_is_stale(layer, manifest)]
+        for layer in todo:
+            path = self.write_sheet(layer, manifest)
+            if path is not None:
+                sheet_info[layer] = {"file": self.sheet_rel(layer), "sha256": _sha256(path),
+                                     "records": records_digest(manifest["layers"][layer])}
+        sheet_info = {k: v for k, v in sheet_info.items() if k in manifest["layers"]}
+        digests = self._part_digests()
+        if todo or derived.get("parts") != digests or derived.get("sheets", {}) != sheet_info:
+            manifest["derived"] = {"parts": digests, "sheets": sheet_info}
+            text = dumps(manifest)
+            self.write_file(MANIFEST, lambda tmp: Path(tmp).write_text(text), tag=_FOLDER_TAG)
+            _crash_point("manifest")
+        manifest["derived"] = {"parts": digests, "sheets": sheet_info}
+        return manifest
+
+    def refresh(self, wait: Optional[float] = None) -> bool:
+        """Rebuild whatever derived file is stale (``manifest.json``, sheets); nothing is written
+        when all are current. Returns whether anything was rebuilt."""
+        if not self.part_names():
+            return False
+        manifest = self.read()
+        stale = self.manifest_is_stale() or any(self.sheet_is_stale(layer, manifest) for layer in manifest["layers"])
+        if stale:
+            self.merge(sheets=None, wait=wait)
+        return stale
+
+    def write_sheet(self, layer: str, manifest: Optional[dict] = None, cols: Optional[int] = None,
+                    labels: bool = True, path=None, cell: Optional[int] = None, title: bool = True) -> Optional[Path]:
+        """The contact sheet of ``layer``'s recorded images: ``<layer>_sheet.png`` in the folder (a
+        derived file), or ``path`` (PNG or PDF, anywhere the user names). Rows hold one channel's
+        ``diversity`` images when there are several. ``cell``: the cell size in pixels (default:
+        the render size, enlarged by a whole factor to at least :data:`SHEET_MIN_CELL`); ``title``:
+        the model, layer and settings above the grid (:func:`sheet_title`). ``None`` when the layer
+        has no images."""
+        from ...figures.grid import sheet
+        manifest = manifest if manifest is not None else self.read()
+        entries = list(manifest["layers"][layer]["images"].items())
+        if not entries:
+            return None
+        settings = manifest.get("settings") or {}
+        K = int(settings.get("diversity", 1))
+        cols = cols or (K if K > 1 else math.ceil(math.sqrt(len(entries))))
+        if cell is None:
+            size = int(settings.get("size", SHEET_MIN_CELL))
+            cell = size * math.ceil(SHEET_MIN_CELL / size) if size < SHEET_MIN_CELL else size
+        files = [self.path(e["file"]) for _, e in entries]
+        names = [name for name, _ in entries] if labels else None
+        head = sheet_title(manifest, layer) if title else None
+        if path is not None:
+            sheet(files, labels=names, cols=cols, path=path, cell=cell, title=head)
+            return Path(path)
+        image = sheet(files, labels=names, cols=cols, cell=cell, title=head)
+        out = self.write_file(self.sheet_rel(layer), lambda tmp: image.save(tmp, format="PNG"), tag=_FOLDER_TAG)
+        _crash_point("sheet")
+        return out

@@ -1,0 +1,249 @@
+"""Reading render folders for the site: the ONE place that reads them (through
+:class:`featvis.jobs.folder.RenderFolder`, their owner), and their records merged into models ->
+layers -> units. Everything after works on these plain records."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..errors import UsageError
+
+#: The folder of the site's stylesheet, script and icon (no model or layer may take its name).
+STATIC = "_static"
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass
+class Image:
+    """One visualization: ``kind`` "channel" or "neuron", ``k`` its diversity index."""
+
+    channel: int
+    k: int
+    kind: str
+    seed: Optional[int]
+    value: Optional[float]
+    path: Path  # absolute, inside its folder
+
+
+@dataclass
+class Example:
+    """One top-k dataset crop with its activation."""
+
+    rank: int
+    value: float
+    image: str  # the source image, relative to the topk image folder (shown, never read)
+    path: Path  # the crop, absolute, inside its folder
+    source: int = 0  # which of the layer's top-k records (one per folder) it comes from
+
+
+@dataclass
+class Upstream:
+    """One input unit of a circuit: ``channel`` of the circuit's ``source`` layer."""
+
+    channel: int
+    norm: float
+    sign: str
+    heatmap: Optional[Path]
+
+
+@dataclass
+class Circuit:
+    source: str  # the upstream layer
+    inputs: List[Upstream]
+
+
+@dataclass
+class Folder:
+    """What a render folder holds, as plain records (see :func:`read_folder`)."""
+
+    path: Path
+    model: str
+    weights: dict  # {"spec", "sha256"} (empty for a topk-only folder)
+    settings: dict  # featvis render's settings (empty for a topk-only folder)
+    versions: Dict[str, str]  # {"featvis": ..., "torch": ..., "device": ...}
+    layers: Dict[str, dict]  # layer -> {"channels": int|None, "objective": str|None, "images": [Image]}
+    topk: Dict[str, dict]  # layer -> {"info": {...}, "channels": {c: [Example]}}
+    circuits: Dict[str, Dict[int, Circuit]]  # layer -> channel -> Circuit
+    warnings: List[str] = field(default_factory=list)
+
+
+def read_folder(path) -> Folder:
+    """Read a render folder through :class:`featvis.jobs.folder.RenderFolder` (its merged records:
+    renders and ``topk``), plus the circuit records ``<layer>/circuits/<channel>.json``.
+
+    Every path a record names must stay inside the folder (:class:`UsageError` otherwise).
+    Recorded files that are missing are left out with a warning in ``Folder.warnings``.
+    """
+    from ..jobs.folder import RenderFolder
+    if not Path(path).is_dir():
+        raise UsageError(f"{path}: no such folder; give folders written by featvis render (or topk)")
+    rf = RenderFolder(path)
+    m = rf.read()
+    if m is None:
+        raise UsageError(f"{path} holds no featvis records (no manifest.json or parts/); "
+                         "give a folder written by featvis render or featvis topk")
+    root = Path(path).resolve()
+    warnings: List[str] = []
+
+    def file(rel, what: str) -> Optional[Path]:
+        """The recorded file, resolved; None (and a warning) when it is missing."""
+        p = rf.path(rel).resolve()
+        if p.is_file():
+            return p
+        warnings.append(f"{what}: {p} is missing; left out")
+        return None
+
+    settings = m.get("settings") or {}
+    kind = "neuron" if settings.get("neurons") else "channel"
+    layers: Dict[str, dict] = {}
+    for name, sec in (m.get("layers") or {}).items():
+        images = []
+        for key, rec in (sec.get("images") or {}).items():
+            p = file(rec["file"], f"{name} image {key}")
+            if p is not None:
+                images.append(Image(int(rec["channel"]), int(rec.get("k", 0)), kind, rec.get("seed"), rec.get("value"), p))
+        layers[name] = {"channels": sec.get("channels"), "objective": sec.get("objective"), "images": images}
+    topk: Dict[str, dict] = {}
+    model = m.get("model")
+    for name, sec in (m.get("topk") or {}).items():
+        model = model or sec.get("model")
+        chans: Dict[int, List[Example]] = {}
+        for c, recs in (sec.get("channels") or {}).items():
+            for r in recs:
+                p = file(r["crop"], f"topk {name}:{c}")
+                if p is not None:
+                    chans.setdefault(int(c), []).append(Example(int(r.get("rank", 0)), float(r["value"]),
+                                                                str(r.get("image", "")), p))
+        topk[name] = {"info": {k: sec.get(k) for k in ("images", "k", "size", "score")}, "channels": chans}
+    circuits: Dict[str, Dict[int, Circuit]] = {}
+    for f in sorted(root.glob("*/circuits/*.json")):
+        if not f.stem.isdigit():
+            continue
+        layer = f.parent.parent.name
+        try:
+            rec = json.loads(f.read_text())
+            inputs = []
+            for u in rec["inputs"]:
+                heat = file(u["heatmap"], f"circuit {layer}:{f.stem}") if u.get("heatmap") else None
+                inputs.append(Upstream(int(u["channel"]), float(u["norm"]), str(u.get("sign", "")), heat))
+            circuits.setdefault(layer, {})[int(f.stem)] = Circuit(str(rec["from"]), inputs)
+        except UsageError:  # a path outside the folder is refused, not skipped
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            warnings.append(f"{f} is not a circuit record ({type(e).__name__}: {e}); left out")
+    if not model:
+        raise UsageError(f"{path}: its records name no model; give a folder written by featvis render or featvis topk")
+    versions = {k: str(m[k]) for k in ("featvis", "torch", "device") if m.get(k)}
+    return Folder(root, str(model), dict(m.get("weights") or {}), dict(settings), versions, layers, topk, circuits,
+                  warnings)
+
+
+@dataclass
+class RenderSet:
+    """The images one folder holds for one layer, with how they were made."""
+
+    folder: Folder
+    given: str  # the folder as the user named it (for the reproducing command)
+    kind: str
+    tag: str  # sub-folder of img/ for its files
+    objective: Optional[str]
+
+
+@dataclass
+class Unit:
+    channel: int
+    images: List[Tuple[RenderSet, Image]] = field(default_factory=list)
+    examples: List[Example] = field(default_factory=list)
+    circuit: Optional[Circuit] = None
+
+    @property
+    def primary(self) -> Optional[Image]:
+        return self.images[0][1] if self.images else None
+
+
+@dataclass
+class Layer:
+    name: str
+    slug: str
+    channels: Optional[int] = None
+    renders: List[RenderSet] = field(default_factory=list)
+    topk: List[dict] = field(default_factory=list)
+    units: Dict[int, Unit] = field(default_factory=dict)
+
+
+@dataclass
+class Model:
+    name: str
+    slug: str
+    weights: dict
+    layers: Dict[str, Layer] = field(default_factory=dict)
+    folders: List[str] = field(default_factory=list)
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a model or layer name (``layer3.1`` stays ``layer3.1``)."""
+    s = _SAFE.sub("_", name).strip(".")
+    return s or "_"
+
+
+def collect(folders: Sequence[Tuple[str, Folder]]) -> Dict[str, Model]:
+    """Merge folders into models (by name and weights) -> layers -> units.
+
+    Folders of one model with the same weights share its pages (e.g. one folder per layer, or
+    channel and neuron renders of one layer); the same model name with other weights becomes a
+    model of its own, ``name-<sha256[:8]>``.
+    """
+    shas: Dict[str, set] = {}
+    for _, f in folders:
+        shas.setdefault(f.model, set()).add(f.weights.get("sha256"))
+    models: Dict[str, Model] = {}
+    for given, f in folders:
+        sha = f.weights.get("sha256")
+        key = f.model if len(shas[f.model]) == 1 else f"{f.model}-{(sha or 'unknown')[:8]}"
+        model = models.get(key)
+        if model is None:
+            model = models[key] = Model(key, slug(key), f.weights)
+            if model.slug == STATIC:
+                model.slug = "model" + STATIC
+            clash = [o.name for o in models.values() if o.slug == model.slug and o is not model]
+            if clash:
+                raise UsageError(f"models {clash[0]!r} and {key!r} would share the page folder {model.slug!r}; "
+                                 "put one of them into a separate site")
+        model.folders.append(given)
+        for name in sorted(set(f.layers) | set(f.topk) | set(f.circuits)):
+            layer = model.layers.get(name)
+            if layer is None:
+                layer = model.layers[name] = Layer(name, slug(name))
+                clash = [o.name for o in model.layers.values() if o.slug == layer.slug and o is not layer]
+                if clash:
+                    raise UsageError(f"layers {clash[0]!r} and {name!r} of {key} would share the page folder "
+                                     f"{layer.slug!r}; render one of them into a separate site")
+            sec = f.layers.get(name)
+            if sec is not None:
+                if sec["channels"] is not None:
+                    layer.channels = max(layer.channels or 0, int(sec["channels"]))
+                kind = sec["images"][0].kind if sec["images"] else ("neuron" if f.settings.get("neurons") else "channel")
+                tags = {r.tag for r in layer.renders}
+                tag = kind if kind not in tags else next(f"{kind}{i}" for i in range(2, 10 ** 6) if f"{kind}{i}" not in tags)
+                rs = RenderSet(f, given, kind, tag, sec["objective"])
+                layer.renders.append(rs)
+                for im in sorted(sec["images"], key=lambda im: (im.channel, im.k)):
+                    layer.units.setdefault(im.channel, Unit(im.channel)).images.append((rs, im))
+            if name in f.topk:
+                layer.topk.append(f.topk[name]["info"])
+                for c, exs in f.topk[name]["channels"].items():
+                    for ex in exs:
+                        ex.source = len(layer.topk) - 1
+                    layer.units.setdefault(c, Unit(c)).examples.extend(exs)
+            for c, circ in f.circuits.get(name, {}).items():
+                layer.units.setdefault(c, Unit(c)).circuit = circ
+    for model in models.values():
+        for layer in model.layers.values():
+            layer.units = dict(sorted(layer.units.items()))
+            for u in layer.units.values():  # channel renders first: they make the thumbnail
+                u.images.sort(key=lambda p: (p[0].kind != "channel", layer.renders.index(p[0]), p[1].k))
+                u.examples.sort(key=lambda ex: (-ex.value, ex.source, ex.rank))
+    return dict(sorted(models.items()))

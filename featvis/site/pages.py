@@ -1,0 +1,172 @@
+"""The site's pages: Jinja2 templates (``featvis/site/templates/``) filled from the collected records.
+
+Every value reaches a page through a template with autoescaping on: a model, layer, setting or
+file name from a render folder is text, never markup. The functions here only choose what to show.
+"""
+from __future__ import annotations
+
+import functools
+import shlex
+from typing import Dict, List, Optional, Tuple
+
+from .. import __version__
+from .collect import Layer, Model, RenderSet, Unit
+
+
+@functools.lru_cache(maxsize=1)
+def _environment():
+    import jinja2
+    return jinja2.Environment(loader=jinja2.PackageLoader("featvis.site", "templates"),
+                              autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+def _page(template: str, title: str, depth: int, crumbs=(), **context) -> str:
+    return _environment().get_template(template).render(
+        version=__version__, title=title, up="../" * depth, crumbs=list(crumbs), main_class="", **context)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _settings_line(s: dict) -> str:
+    if not s:
+        return "–"
+    keys = [("size", "px"), ("steps", " steps"), ("lr", " lr"), ("param", ""), ("seed", "")]
+    bits = [f"{s[k]}{unit}" if k != "seed" else f"seed {s[k]}" for k, unit in keys if k in s]
+    if s.get("diversity", 1) > 1:
+        bits.append(f"diversity {s['diversity']}")
+    if s.get("neurons"):
+        bits.append("neurons")
+    if s.get("device"):
+        bits.append(str(s["device"]))
+    return ", ".join(bits)
+
+
+def _weights_label(w: dict) -> str:
+    if not w:
+        return "weights: not recorded"
+    sha = (w.get("sha256") or "")[:12]
+    return f"weights {w.get('spec', '?')} · sha256 {sha}"
+
+
+def _short(text: str, n: int = 28) -> str:
+    return text if len(text) <= n else "…" + text[-(n - 1):]
+
+
+def reproduce_command(rs: RenderSet, layer: str, channel: int) -> str:
+    """The ``featvis render`` command that makes this unit's images of ``rs`` again (every setting
+    spelled out, so that a change of defaults cannot change it)."""
+    s, f = rs.folder.settings, rs.folder
+    argv = ["featvis", "render", f.model, layer, "--channels", str(channel)]
+    if s.get("neurons"):
+        argv.append("--neurons")
+    if s.get("preset"):  # the preset chooses the param (and the transforms no other flag names)
+        argv += ["--preset", str(s["preset"])]
+    for key, opt in (("size", "--size"), ("steps", "--steps"), ("lr", "--lr"), ("param", "--param"),
+                     ("diversity", "--diversity"), ("seed", "--seed")):
+        if key == "param" and s.get("preset"):
+            continue
+        if key in s:
+            argv += [opt, f"{s[key]:g}" if isinstance(s[key], float) else str(s[key])]
+        if key == "diversity" and int(s.get("diversity", 1)) > 1 and "diversity_weight" in s:
+            argv += ["--diversity-weight", f"{s['diversity_weight']:g}"]
+    if s.get("deterministic") is False:  # on by default; a folder made without it says so
+        argv.append("--no-deterministic")
+    if f.weights.get("spec"):
+        argv += ["--weights", str(f.weights["spec"])]
+    if s.get("device"):
+        argv += ["--device", str(s["device"])]
+    argv += ["--out", rs.given]
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def index_page(models: Dict[str, Model]) -> str:
+    rows = []
+    for m in models.values():
+        layers = []
+        for la in m.layers.values():
+            rendered = sum(1 for u in la.units.values() if u.images)
+            layers.append(dict(
+                name=la.name, slug=la.slug, channels=_fmt(la.channels), rendered=rendered,
+                pct=f" ({100 * rendered / la.channels:.0f}%)" if la.channels else "",
+                with_examples=sum(1 for u in la.units.values() if u.examples),
+                with_circuits=sum(1 for u in la.units.values() if u.circuit),
+                settings=[_settings_line(rs.folder.settings) for rs in la.renders],
+                versions=", ".join(sorted({rs.folder.versions.get("featvis", "?") for rs in la.renders})) or "–"))
+        rows.append(dict(name=m.name, slug=m.slug, weights=_weights_label(m.weights), layers=layers))
+    return _page("index.html", "Feature atlas", 0, models=rows,
+                 n_layers=sum(len(m.layers) for m in models.values()),
+                 n_units=sum(len(la.units) for m in models.values() for la in m.layers.values()))
+
+
+def model_page(model: Model) -> str:
+    layers = []
+    for la in model.layers.values():
+        renders = [dict(kind=rs.kind, objective=rs.objective or "–", settings=_settings_line(rs.folder.settings),
+                        featvis=rs.folder.versions.get("featvis", "?"), torch=rs.folder.versions.get("torch", "?"),
+                        device=rs.folder.versions.get("device", "?"), given=rs.given) for rs in la.renders]
+        topk = [dict(k=_fmt(t.get("k")), images=str(t.get("images")), size=_fmt(t.get("size")), score=str(t.get("score")))
+                for t in la.topk]
+        layers.append(dict(name=la.name, slug=la.slug, channels=_fmt(la.channels), units=len(la.units),
+                           rendered=sum(1 for u in la.units.values() if u.images), renders=renders, topk=topk))
+    return _page("model.html", f"{model.name} · feature atlas", 1, [("atlas", "../index.html"), (model.name, None)],
+                 name=model.name, weights=_weights_label(model.weights), folders=", ".join(model.folders), layers=layers)
+
+
+def _unit_value(unit: Unit) -> Optional[float]:
+    return unit.primary.value if unit.primary is not None else None
+
+
+def layer_page(model: Model, layer: Layer, thumbs: Dict[int, Tuple[str, Tuple[int, int]]]) -> str:
+    units = []
+    for c, unit in layer.units.items():
+        v = _unit_value(unit)
+        src, (w, h) = thumbs.get(c, (None, (0, 0)))
+        units.append(dict(channel=c, data_v="" if v is None else repr(float(v)), thumb=src, w=w, h=h,
+                          what="feature visualization" if unit.images else "top dataset example",
+                          label=f"{model.name} {layer.name}:{c}", value=None if v is None else f"{v:.3g}"))
+    return _page("layer.html", f"{model.name} {layer.name} · feature atlas", 2,
+                 [("atlas", "../../index.html"), (model.name, "../index.html"), (layer.name, None)],
+                 model=model.name, layer=layer.name, units=units, of=f" of {layer.channels}" if layer.channels else "")
+
+
+def unit_page(models: Dict[str, Model], model: Model, layer: Layer, unit: Unit, names: Dict[int, str],
+              prev_c: Optional[int], next_c: Optional[int]) -> str:
+    c = unit.channel
+    label = f"{layer.name}:{c}"
+    renders = []
+    for rs in [r for r in layer.renders if any(p[0] is r for p in unit.images)]:
+        ims = [im for r, im in unit.images if r is rs]
+        figures = [dict(src=names[id(im)], seed=_fmt(im.seed), value=_fmt(im.value),
+                        what=f"{rs.kind} objective" + (f", diversity image {im.k + 1} of {len(ims)}" if len(ims) > 1 else ""))
+                   for im in ims]
+        s = rs.folder.settings
+        renders.append(dict(heading=f"{rs.kind.capitalize()} visualization{'s' if len(ims) > 1 else ''}",
+                            figures=figures, objective=rs.objective or "–", steps=_fmt(s.get("steps")),
+                            settings=_settings_line(s), featvis=rs.folder.versions.get("featvis", "?"),
+                            device=rs.folder.versions.get("device", "?"), command=reproduce_command(rs, layer.name, c)))
+    examples = [dict(src=names[id(ex)], rank=ex.rank + 1, value=f"{ex.value:.4g}", image=ex.image, short=_short(ex.image))
+                for ex in unit.examples]
+    return _page("unit.html", f"{model.name} {label} · feature atlas", 2,
+                 [("atlas", "../../index.html"), (model.name, "../index.html"), (layer.name, "index.html"), (str(c), None)],
+                 model=model.name, layer=layer.name, label=label, prev=prev_c, next=next_c, renders=renders,
+                 examples=examples, circuit=_circuit(model, unit, names) if unit.circuit else None)
+
+
+def _circuit(model: Model, unit: Unit, names: Dict[int, str]) -> dict:
+    circ = unit.circuit
+    src = model.layers.get(circ.source)
+    inputs: List[dict] = []
+    for u in circ.inputs:
+        target = src.units.get(u.channel) if src is not None else None
+        has_vis = target is not None and target.primary is not None
+        inputs.append(dict(name=f"{circ.source}:{u.channel}", norm=f"{u.norm:.3g}", sign=u.sign,
+                           cls="inh" if u.sign.startswith("inh") else "exc", heat=names.get(id(u)),
+                           vis=f"../{src.slug}/thumb/{u.channel}.jpg" if has_vis else None,
+                           href=f"../{src.slug}/{u.channel}.html" if target is not None else None))
+    return dict(source=circ.source, inputs=inputs)
