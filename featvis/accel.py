@@ -21,7 +21,8 @@ from typing import Callable, Dict, Iterable, Iterator, Optional, Union
 import torch
 from torch import fx, nn
 
-from .hooks import capture, model_layers, resolve, split_call
+from .hooks import as_maps, capture, model_layers, resolve, split_call
+from .models.layout import split_token
 
 #: ``render(precision=...)``: the autocast dtype of the model (None: no autocast).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -174,7 +175,7 @@ def truncate(model: nn.Module, layers: Iterable[str]) -> fx.GraphModule:
     graph = tracer.trace(model)
     found = {}
     for name in names:
-        calls, k = tracer.outputs.get(paths.get(id(modules[name])), []), split_call(name)[1]
+        calls, k = tracer.outputs.get(paths.get(id(modules[name])), []), split_call(split_token(name)[0])[1]
         node = calls[k - 1] if len(calls) >= k else None
         if node is None:
             raise RuntimeError(f"layer {name!r} is not called in the traced forward of {type(model).__name__}")
@@ -235,7 +236,7 @@ class ModelRunner:
             if not self._tried:
                 self._try_compiled(images)
             with self._autocast:
-                acts = self.compiled(self._prepare(images))
+                acts = as_maps(self.model, self.compiled(self._prepare(images)), tuple(images.shape[-2:]))
         except Exception as err:  # noqa: BLE001 -- any failure of the compiler means: run plain
             warnings.warn(f"torch.compile of {type(self.model).__name__} failed ({type(err).__name__}: "
                           f"{str(err).splitlines()[0] if str(err) else ''}); running the model uncompiled",

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .errors import NotFound
+from .models.layout import layout_of, split_token, to_map
 
 #: The pseudo-layer that names the image itself (the param's output, before transforms).
 INPUT = "input"
@@ -63,24 +64,37 @@ def model_name(model: nn.Module) -> str:
 
 
 def resolve(model: nn.Module, names: Iterable[str]) -> Dict[str, nn.Module]:
-    """Map each layer name to its module, raising a helpful error for a name that is not there."""
+    """Map each layer name to its module, raising a helpful error for a name that is not there.
+    ``NAME#k`` is the k-th call of NAME, ``NAME@cls`` a named token of a transformer layer
+    (:mod:`featvis.models.layout`): both the module NAME."""
     table = named_layers(model)
     found = {}
-    for name in names:
+    for full in names:
+        name, _ = split_token(full)
         base, _ = split_call(name)
-        if name not in table and base in table:
-            found[name] = table[base]
+        if name in table or base in table:
+            found[full] = table[name] if name in table else table[base]
             continue
-        if name not in table:
-            close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
-            hint = f"; close matches: {', '.join(close)}" if close else ""
-            mname = model_name(model)
-            raise NotFound(
-                f"no layer {name!r} in {mname}{hint} "
-                f"(see: featvis layers {mname}, or featvis.layers(model) in Python)"
-            )
-        found[name] = table[name]
+        close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
+        hint = f"; close matches: {', '.join(close)}" if close else ""
+        mname = model_name(model)
+        raise NotFound(
+            f"no layer {name!r} in {mname}{hint} "
+            f"(see: featvis layers {mname}, or featvis.layers(model) in Python)"
+        )
     return found
+
+
+def as_maps(model: nn.Module, outputs: Mapping[str, torch.Tensor], image_hw) -> Dict[str, torch.Tensor]:
+    """Each layer's output in the layout objectives read (:func:`featvis.models.layout.to_map`):
+    (B, C, H, W) maps (a transformer's patch tokens on their grid, channels-last maps moved to
+    channels first) and (B, C) vectors (``NAME@cls``: that token's features). ``image_hw``: the
+    size of the image the model was given."""
+    out = {}
+    for name, t in outputs.items():
+        layer, token = split_token(name)
+        out[name] = to_map(t, layout_of(model, layer, tuple(t.shape), image_hw), image_hw, layer, token)
+    return out
 
 
 def _first_tensor(output, name):
@@ -103,7 +117,7 @@ class Capture:
         self.stopped_early = False
 
     def _hook(self, name):
-        _, want = split_call(name)  # ``relu#2``: record the module's second call in each forward
+        _, want = split_call(split_token(name)[0])  # ``relu#2``: record the module's second call in each forward
 
         def hook(module, inputs, output):
             calls = self._calls[name] = self._calls.get(name, 0) + 1
@@ -150,7 +164,8 @@ class Capture:
                 "a module that forward() does not call cannot be hooked"
             )
         out, self.outputs = self.outputs, {}
-        return out
+        images = args[0] if args else next(iter(kwargs.values()), None)
+        return as_maps(self.model, out, tuple(images.shape[-2:]))
 
 
 @contextmanager

@@ -85,7 +85,7 @@ def evaluate(model, objective, images: torch.Tensor) -> torch.Tensor:
     objective, model = as_objective(objective), as_model(model)
     device = next(iter(model.parameters()), images).device
     images = images.to(device)
-    seen = composite(images, GRAY) if images.shape[1] == 4 else images  # RGBA: over gray
+    seen = composite(images, GRAY) if has_alpha(images, model) else images  # RGBA: over gray
     with torch.no_grad(), frozen(model, device), capture(model, objective.layers) as run:
         acts = run(seen)
         objective.bind({k: tuple(v.shape[1:]) for k, v in acts.items()})  # @x,y index these maps
@@ -112,13 +112,29 @@ def _check_arguments(model, param, steps, lr):
                         table[name] = torch.nn.Parameter(copy, t.requires_grad) if isinstance(t, torch.nn.Parameter) else copy
 
 
-def _prepare_param(param, objective, init, seed, device):
-    """The param on ``device`` (a Fourier image by default), seeded per image, started from ``init``."""
+def has_alpha(images: torch.Tensor, model) -> bool:
+    """Whether ``images`` carry transparency: one channel more than ``model`` takes (RGBA for RGB)."""
+    return images.shape[1] == getattr(model, "in_channels", 3) + 1
+
+
+def _check_channels(param, model) -> None:
+    """The param must make what the model takes: its input channels, or one more for alpha."""
+    have, want = getattr(param, "channels", 3), getattr(model, "in_channels", 3)
+    if have not in (want, want + 1):
+        raise ValueError(f"the param makes {have}-channel images but {getattr(model, 'name', 'the model')} takes "
+                         f"{want} channel(s); make it with channels={want} (e.g. featvis.param.fourier(128, "
+                         f"channels={want})), or leave param out to get one")
+
+
+def _prepare_param(param, objective, init, seed, device, channels: int = 3):
+    """The param on ``device`` (a Fourier image of the model's ``channels`` by default), seeded per
+    image, started from ``init``."""
     init = None if init is None else image_tensor(init)
     if param is None and init is None:
-        param = fourier(128, batch=objective.batch_size or 1)
+        param = fourier(128, batch=objective.batch_size or 1, channels=channels)
     elif param is None:
-        param = fourier(init.shape[-1], init.shape[-2], batch=max(objective.batch_size or 1, len(init)))
+        param = fourier(init.shape[-1], init.shape[-2], batch=max(objective.batch_size or 1, len(init)),
+                        channels=channels)
     param = param.to(device)
     rng = RandomSource(image_seeds(seed, param.batch), device)
     if seed is not None:
@@ -186,7 +202,8 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
         param, transforms, steps, optimizer = kw["param"], kw["transforms"], kw["steps"], kw["optimizer"]
     check_precision(precision)
     model = as_model(model)
-    param, rng = _prepare_param(param, objective, init, seed, device)
+    param, rng = _prepare_param(param, objective, init, seed, device, model.in_channels)
+    _check_channels(param, model)
     transforms = standard() if transforms is None else (compose(transforms) if isinstance(transforms, (list, tuple)) else transforms)
     lr = lr if lr is not None else (getattr(param, "default_lr", None) or DEFAULT_LR)
     mode = _step_mode(graph, device, transforms)
@@ -195,12 +212,12 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     wanted, snaps, flags = set(snapshots), {}, []
 
     def bare(image):  # the layers' maps for the untransformed image (RGBA over gray), and the image
-        return {**run.plain(composite(image, GRAY) if image.shape[1] == 4 else image), INPUT: image}
+        return {**run.plain(composite(image, GRAY) if has_alpha(image, model) else image), INPUT: image}
 
     def score(image, transform, feed=upload):
         if not transform:  # an empty pipeline: the bare image, as at the end
             return objective(bare(image))
-        seen = over_background.run(image, rng, feed) if image.shape[1] == 4 else image  # RGBA: RGB over a background
+        seen = over_background.run(image, rng, feed) if has_alpha(image, model) else image  # RGBA: RGB over a background
         acts = run(run_transforms(transform, seen, rng, feed, getattr(feed, "capturing", False)))
         return objective({**acts, INPUT: image})  # (B,)
 
@@ -314,7 +331,8 @@ def auto_batch(model, layer: str, size: int = 128, device=None, max_batch: Optio
     if device.type != "cuda":
         return max(1, min(CPU_BATCH, max_batch or CPU_BATCH))
     from .objectives import channel
-    param = param or (lambda n: fourier(size, batch=n))
+    channels = getattr(as_model(model), "in_channels", 3)
+    param = param or (lambda n: fourier(size, batch=n, channels=channels))
     objective = objective or (lambda n: channel(layer, [0] * n))
     model = as_model(model).to(device)
     peaks = {}

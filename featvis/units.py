@@ -7,7 +7,9 @@ imports neither torch nor the rest of featvis, so it is cheap to import anywhere
 
 Coordinates: in ``layer:channel@x,y``, ``x`` is the column and ``y`` the row of the layer's
 spatial map *for the bare image at the size the user renders* (what ``featvis layers MODEL
---size N`` shows); see :func:`featvis.objectives.neuron`.
+--size N`` shows); see :func:`featvis.objectives.neuron`. In a transformer layer that map is the
+patch grid, and ``layer:channel@cls`` names a token (the class token) instead of a position: the
+unit reads the pseudo-layer ``layer@cls``, one vector per image (:mod:`featvis.models.layout`).
 """
 from __future__ import annotations
 
@@ -20,20 +22,26 @@ from .errors import UsageError
 #: What ``--channels`` and ``channels=`` accept, for messages and ``--help``.
 SPEC_HELP = "all, a range like 0:64, a list like 3,17,476, or a mix like 0:8,476"
 #: What a unit looks like, for messages.
-UNIT_HELP = "'layer:channel' (e.g. 'mixed4a:476') or 'layer:channel@x,y' for a neuron (x the column, y the row)"
+UNIT_HELP = ("'layer:channel' (e.g. 'mixed4a:476'), 'layer:channel@x,y' for a neuron (x the column, y the row), "
+             "or 'layer:channel@cls' for a transformer's class token")
 
-_UNIT = re.compile(r"^(?P<layer>[^:@\s]+):(?P<n>\d+)(?:@(?P<x>\d+),(?P<y>\d+))?$")
+_TOKEN = r"[A-Za-z_]\w*"
+_UNIT = re.compile(r"^(?P<layer>[^:@\s]+)(?:@(?P<ltoken>" + _TOKEN + r"))?:(?P<n>\d+)"
+                   r"(?:@(?:(?P<x>\d+),(?P<y>\d+)|(?P<token>" + _TOKEN + r")))?$")
 _SPEC_PART = re.compile(r"^(\d*):(\d*)$|^(\d+)$")
 
 
 @dataclass(frozen=True)
 class Unit:
-    """One unit of a layer: channel ``channel``, or the neuron at column ``x``, row ``y``.
+    """One unit of a layer: channel ``channel``, or the neuron at column ``x``, row ``y``. A named
+    token is part of the layer: ``blocks.11:5@cls`` is channel 5 of the pseudo-layer ``blocks.11@cls``.
 
     >>> Unit.parse("mixed4a:476@7,7")
     Unit(layer='mixed4a', channel=476, x=7, y=7)
     >>> str(Unit("mixed4a", 476))
     'mixed4a:476'
+    >>> Unit.parse("blocks.11:5@cls")
+    Unit(layer='blocks.11@cls', channel=5, x=None, y=None)
     """
 
     layer: str
@@ -63,11 +71,15 @@ class Unit:
             raise UsageError(f"cannot read unit {text!r}: expected {UNIT_HELP}")
         x = None if m.group("x") is None else int(m.group("x"))
         y = None if m.group("y") is None else int(m.group("y"))
-        return cls(m.group("layer"), int(m.group("n")), x, y)
+        token = m.group("token") or m.group("ltoken")
+        if m.group("token") and m.group("ltoken"):
+            raise UsageError(f"cannot read unit {text!r}: it names two tokens; write 'layer:channel@cls'")
+        return cls(m.group("layer") + (f"@{token}" if token else ""), int(m.group("n")), x, y)
 
     def __str__(self) -> str:
-        where = "" if self.x is None else f"@{self.x},{self.y}"
-        return f"{self.layer}:{self.channel}{where}"
+        layer, mark, token = self.layer.partition("@")
+        where = f"@{token}" if mark else ("" if self.x is None else f"@{self.x},{self.y}")
+        return f"{layer}:{self.channel}{where}"
 
 
 @dataclass(frozen=True)

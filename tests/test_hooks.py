@@ -61,8 +61,9 @@ def test_wrap_keeps_layer_names_and_normalizes(tiny):
     x = torch.rand(1, 3, 8, 8)
     assert torch.allclose(m(x), tiny((x - 0.5) / 0.25))
     assert torch.equal(featvis.wrap(tiny, normalize=None)(x), tiny(x))
-    with pytest.raises(ValueError, match="three values"):
-        featvis.wrap(tiny, normalize=((0.5,), (0.5,)))
+    assert featvis.wrap(tiny, normalize=((0.5,), (0.5,))).in_channels == 1  # one value each: a grayscale net
+    with pytest.raises(ValueError, match="one value per input channel"):
+        featvis.wrap(tiny, normalize=((0.5, 0.5, 0.5), (0.5,)))
 
 
 def test_layers_listing(tiny):

@@ -298,7 +298,7 @@ class ShardJob:
                     try:
                         result = render(self.model, batch_objective(b.layer, list(b.channels), s.neurons, K,
                                                                     s.diversity_weight),
-                                        **recipe(s, len(seeds)), seed=seeds, device=self.device, progress=bar.update if progress else False,
+                                        **recipe(s, len(seeds), getattr(self.model, "in_channels", 3)), seed=seeds, device=self.device, progress=bar.update if progress else False,
                                         deterministic=s.deterministic, graph=self.graph)
                     except (KeyboardInterrupt, UsageError):
                         raise
@@ -381,7 +381,7 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
     from ..render import DEFAULT_LR
     from ..units import SPEC_HELP, ChannelSpec, parse_channels
     from .folder import RenderFolder, header_differences
-    from .settings import (DIVERSITY_WEIGHT, FORMATS, MAX_SEED, MAX_SIZE, PARAMS, Settings, auto_batch, device_label,
+    from .settings import (DIVERSITY_WEIGHT, FORMATS, MAX_SEED, MAX_SIZE, PARAMS, Settings, auto_batch, device_label, recipe,
                            make_param, objective_template)
     ChannelSpec.parse(channels)  # the syntax, before anything slow
     if preset is not None:
@@ -438,6 +438,8 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
     folder.check_writable(names)
     settings = Settings(neurons, int(size), int(steps), float(lr), param, int(diversity), float(diversity_weight),
                         int(seed), format, dev.type, bool(deterministic), preset)
+    if getattr(net, "in_channels", 3) != 3:  # a param for the model's input channels (else a one-line error, before any work)
+        recipe(settings, 1, net.in_channels)
     chosen: List[Tuple[str, List[int]]] = []
     info = {}
     for layer in names:

@@ -75,22 +75,32 @@ def objective_template(layer: str, neurons: bool, k: int, weight: float) -> str:
                                 "'diversity' the second")
 
 
-def make_param(name: str, size: int, batch: int):
-    """The image param by name: ``fourier``, ``pixel`` or ``cppn``, ``batch`` images of ``size``²."""
+def make_param(name: str, size: int, batch: int, channels: int = 3):
+    """The image param by name: ``fourier``, ``pixel`` or ``cppn``, ``batch`` images of ``size``²
+    with ``channels`` colour channels (the model's input: 1 for a grayscale model)."""
     factory = getattr(params, name, None) if name in PARAMS else None
     if factory is None:
         have = [p for p in PARAMS if hasattr(params, p)]
         raise UsageError(f"--param {name} is not available in this featvis; use one of: {', '.join(have)}")
-    return factory(size, batch=batch)
+    if channels == 3:
+        return factory(size, batch=batch)
+    if name == "cppn":
+        raise UsageError(f"--param cppn makes RGB images, but the model takes {channels} channel(s); use --param fourier "
+                         "or pixel")
+    return factory(size, batch=batch, channels=channels)
 
 
-def recipe(settings: Settings, batch: int) -> dict:
+def recipe(settings: Settings, batch: int, channels: int = 3) -> dict:
     """:func:`featvis.render` keyword arguments for ``batch`` images of ``settings``: ``param``,
-    ``steps``, ``lr``, and with a preset its ``transforms`` and ``optimizer`` (lr schedule) too."""
+    ``steps``, ``lr``, and with a preset its ``transforms`` and ``optimizer`` (lr schedule) too.
+    ``channels``: the model's input channels (presets make RGB images only)."""
     if settings.preset:
+        if channels != 3:
+            raise UsageError(f"--preset {settings.preset} makes RGB images, but the model takes {channels} channel(s); "
+                             "drop --preset (the default fourier param follows the model)")
         from ..presets import resolve
         return resolve(settings.preset, batch=batch, steps=settings.steps, lr=settings.lr, size=settings.size)
-    return dict(param=make_param(settings.param, settings.size, batch), steps=settings.steps, lr=settings.lr)
+    return dict(param=make_param(settings.param, settings.size, batch, channels), steps=settings.steps, lr=settings.lr)
 
 
 def auto_batch(model, layer: str, settings: Settings, device: torch.device, channels: Optional[int] = None) -> int:
@@ -102,7 +112,7 @@ def auto_batch(model, layer: str, settings: Settings, device: torch.device, chan
         return CPU_AUTO_BATCH
     cap = None if channels is None else channels * settings.diversity
     images = render_auto_batch(model, layer, settings.size, device, max_batch=cap,
-                               param=lambda n: recipe(settings, n)["param"],
+                               param=lambda n: recipe(settings, n, getattr(model, "in_channels", 3))["param"],
                                objective=lambda n: batch_objective(layer, [0] * n))
     torch.cuda.empty_cache()
     return max(1, images // settings.diversity)

@@ -17,6 +17,13 @@ def weights_arg(weights: str):
     """``--weights`` checked: ``None`` for ``none``, ``"default"``, or the path of a readable file."""
     if weights in ("default", "none"):
         return None if weights == "none" else "default"
+    if weights.startswith("hf-hub:"):  # fetched (or read from huggingface_hub's cache) by the builder
+        from .weights import WeightsError, parse_hub
+        try:
+            parse_hub(weights)
+        except WeightsError as e:
+            raise UsageError(str(e)) from None
+        return weights
     from pathlib import Path
     path = Path(weights)
     if path.is_dir():
@@ -37,7 +44,14 @@ def open_model(name: str, weights: str = "default", device="cpu", seed: int = 0)
     import torch
 
     known = [n for n, _ in list_models()]
-    if name not in known:
+    if name.startswith("timm:"):  # timm's own names (featvis[timm]): checked against timm's list
+        from ..errors import NotFound
+        from .timm_models import check_name
+        try:
+            check_name(name[len("timm:"):])
+        except NotFound as e:
+            raise UsageError(str(e)) from None
+    elif name not in known:
         import difflib
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f"; close matches: {', '.join(close)}" if close else ""
@@ -52,12 +66,12 @@ def open_model(name: str, weights: str = "default", device="cpu", seed: int = 0)
     except Exception as e:  # the builder's own error: a bad file, a failed download, wrong keys
         # a WeightsError is written for users: keep all of it (the cause, the cache path)
         first = one_line(e, limit=None if type(e).__name__ == "WeightsError" else 160)
-        if arg not in (None, "default"):
+        if arg not in (None, "default") and not arg.startswith("hf-hub:"):
             if isinstance(e, pickle.UnpicklingError) or "weights only load failed" in str(e).lower():
                 first = ("it holds Python objects besides tensors, which featvis does not unpickle because that "
                          "could run code")
             raise UsageError(f"--weights {weights}: cannot load it into {name} ({first}); "
-                             "pass a state dict saved with torch.save for this model, or --weights default|none") from e
+                             "pass a state dict saved with torch.save (or a .safetensors file) for this model, or --weights default|none") from e
         from .weights import WeightsError
         if isinstance(e, WeightsError):  # its message says what failed and what to do, in full
             raise UsageError(f"cannot load {name} with --weights {weights}: {' '.join(str(e).split())}") from e

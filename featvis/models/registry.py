@@ -70,6 +70,10 @@ _ZOO = [
 
 _REGISTRY: Dict[str, ModelEntry] = {e.name: e for e in _ZOO}
 
+#: Model families named by a prefix and the library's own model name (``timm:convnext_tiny``): the
+#: prefix and the builder ``build(name, weights)``, imported on first use.
+FAMILIES = {"timm:": "featvis.models.timm_models:build_timm"}
+
 
 def register(name: str, description: str):
     """Decorator: register ``build(weights) -> FeatvisModel`` under ``name``."""
@@ -131,13 +135,24 @@ def load_model(name: str, weights: Optional[str] = "default", device=None) -> "F
     """A zoo model by name, in eval mode, on ``device`` (CUDA when present if ``None``).
 
     ``weights``: ``"default"`` for the model's canonical pretrained weights (downloaded once into
-    the torch hub cache), a path to a local state dict, or ``None`` for random initialization.
+    the torch hub cache), a path to a local state dict (``.pth`` or ``.safetensors``), ``hf-hub:ORG/REPO``
+    (a checkpoint on the Hugging Face Hub), or ``None`` for random initialization.
+
+    ``timm:NAME`` is timm's model NAME (``pip install featvis[timm]``; :mod:`featvis.models.timm_models`).
     """
+    for prefix, build in FAMILIES.items():  # timm:NAME: the library's own names
+        if name.startswith(prefix):
+            entry = ModelEntry(name, "", build, (name[len(prefix):],))
+            return _ready(_build_weights_only(entry.builder(), weights), name, device)
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
         hint = f"; close matches: {', '.join(close)}" if close else ""
         raise NotFound(f"no model {name!r}{hint} (see: featvis models, or featvis.list_models())")
-    model = _build_weights_only(_REGISTRY[name].builder(), weights)
+    return _ready(_build_weights_only(_REGISTRY[name].builder(), weights), name, device)
+
+
+def _ready(model, name: str, device) -> "FeatvisModel":
+    """A built model named, in eval mode, frozen, on its device."""
     model.name = name
     model.eval()
     for p in model.parameters():

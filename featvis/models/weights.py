@@ -1,10 +1,15 @@
 """Pretrained weights: download once into the torch hub cache (checked), read local files, load strictly.
 
 ``weights=`` in :func:`featvis.load_model` is ``"default"`` (the model's canonical weights, fetched
-on first use), a path to a local state dict, an in-memory state dict, or ``None`` (random init).
+on first use), a path to a local state dict (``.pth``/``.pt`` written by ``torch.save``, or
+``.safetensors``), ``hf-hub:ORG/REPO`` (a checkpoint on the Hugging Face Hub, through
+``huggingface_hub``'s cache; ``hf-hub:ORG/REPO/FILE@REVISION`` names a file and pins a revision),
+an in-memory state dict, or ``None`` (random init).
 Every problem raises :class:`WeightsError` with what failed and what to do instead.
 
-Security: a checkpoint is a pickle, and unpickling can run code. featvis reads every checkpoint
+Security: safetensors files hold tensors only and are read as such (the safe format: from a hub
+repo that offers both, featvis takes the ``.safetensors`` file). A ``.pth`` checkpoint is a
+pickle, and unpickling can run code. featvis reads every checkpoint
 (hub cache, torchvision's files, ``--weights PATH``) with ``torch.load(weights_only=True)``, which
 rebuilds tensors and plain containers only and refuses anything else; a cached file whose hash
 is known (torchvision's file names carry a SHA-256 prefix; pinned :class:`Checkpoint` hashes) is
@@ -28,6 +33,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..errors import one_line
 from ..io import atomic_write
 
 StateDict = Dict[str, torch.Tensor]
@@ -158,6 +164,9 @@ def weights_file(model: str, weights) -> Optional[Dict[str, object]]:
     from .registry import TORCHVISION
     if weights is None or (weights == "default" and model not in TORCHVISION and model != "inceptionv1"):
         return None
+    if isinstance(weights, str) and weights.startswith(HUB_PREFIX):  # the cached file and the commit it came from
+        path, info = hub_file(weights, model)
+        return {"file": str(path), "file_sha256": file_sha256(path), "verified": None, "hub": dict(info)}
     if weights != "default":
         path, verified = Path(weights), None
     elif model == "inceptionv1":
@@ -193,14 +202,83 @@ def fetch_torchvision(member, name: str) -> Tuple[StateDict, str]:
     return read_state_dict(path, name, cached=True), member.url
 
 
+#: ``weights="hf-hub:ORG/REPO"``: a checkpoint on the Hugging Face Hub.
+HUB_PREFIX = "hf-hub:"
+#: The files tried in a hub repo when the spec names none, safest first (safetensors holds no code).
+HUB_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth")
+#: Hub specs resolved in this process: spec -> (cached path, {"repo", "revision", "file"}).
+_HUB: Dict[str, Tuple[Path, Dict[str, str]]] = {}
+
+
+def parse_hub(spec: str) -> Tuple[str, Optional[str], Optional[str]]:
+    """``"hf-hub:ORG/REPO[/FILE][@REVISION]"`` -> ``(repo, file or None, revision or None)``."""
+    rest = spec[len(HUB_PREFIX):]
+    rest, at, revision = rest.partition("@")
+    parts = [p for p in rest.split("/")]
+    if len(parts) < 2 or not all(parts) or (at and not revision):
+        raise WeightsError(f"--weights {spec}: expected hf-hub:ORG/REPO, optionally /FILE and @REVISION "
+                           "(e.g. hf-hub:timm/resnet18.a1_in1k or hf-hub:ORG/REPO/model.safetensors@main)")
+    return "/".join(parts[:2]), "/".join(parts[2:]) or None, revision or None
+
+
+def hub_file(spec: str, name: str) -> Tuple[Path, Dict[str, str]]:
+    """The local path of a hub checkpoint (downloaded into huggingface_hub's cache on first use,
+    ``HF_HUB_OFFLINE=1`` reads the cache only) and ``{"repo", "revision", "file"}``: the commit it
+    came from, for the record. Without a FILE, the first of :data:`HUB_FILES` the repo has."""
+    if spec in _HUB:
+        return _HUB[spec]
+    repo, filename, revision = parse_hub(spec)
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
+    except ImportError:
+        raise WeightsError(f"--weights {spec} needs huggingface_hub, which is not installed here: "
+                           "pip install featvis[hub]") from None
+    last = None
+    for candidate in ([filename] if filename else HUB_FILES):
+        try:
+            path = Path(hf_hub_download(repo, candidate, revision=revision))
+        except (EntryNotFoundError, LocalEntryNotFoundError) as e:  # not in the repo / not in the offline cache
+            last = e
+            continue
+        except Exception as e:  # no such repo or revision, no network, refused: one line
+            raise WeightsError(f"could not get {spec} for {name} from the Hugging Face Hub ({one_line(e, 200)}); "
+                               "check the repo name and revision, or download the file and pass --weights PATH") from e
+        parts = path.parts
+        commit = parts[parts.index("snapshots") + 1] if "snapshots" in parts[:-1] else (revision or "")
+        _HUB[spec] = (path, {"repo": repo, "revision": commit, "file": candidate})
+        return _HUB[spec]
+    tried = ", ".join([filename] if filename else HUB_FILES)
+    raise WeightsError(f"could not get {spec} for {name}: the repo has none of {tried} in reach "
+                       f"({one_line(last, 160)}); name the file (hf-hub:{repo}/FILE), check the network "
+                       "(HF_HUB_OFFLINE=1 reads only the local cache), or pass --weights PATH")
+
+
+def read_safetensors(path: Path, name: str) -> StateDict:
+    """The tensors of a ``.safetensors`` file (CPU), with errors that say what to do."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise WeightsError(f"{path} is a safetensors file, which needs the safetensors library: "
+                           "pip install featvis[hub] (or pip install safetensors)") from None
+    try:
+        return dict(load_file(str(path), device="cpu"))
+    except Exception as e:  # a truncated or foreign file: SafetensorError, OSError
+        raise WeightsError(f"could not read {path} as a safetensors file for {name} ({one_line(e, 200)}); check that "
+                           "it is complete, written by safetensors.torch.save_file") from e
+
+
 def read_state_dict(path, name: str, cached: bool = False) -> StateDict:
-    """Read a state dict from ``path`` (CPU, tensors only), with errors that say what to do."""
+    """Read a state dict from ``path`` (CPU, tensors only; ``.safetensors`` or a ``torch.save``
+    file), with errors that say what to do."""
     path = Path(path)
     if path.is_dir():
-        raise WeightsError(f"{path} is a folder; weights= takes the path of a state dict file (.pth/.pt) in it")
+        raise WeightsError(f"{path} is a folder; weights= takes the path of a state dict file (.pth/.pt/.safetensors) in it")
     if not path.is_file():
         raise WeightsError(f"no weights file {str(path)!r} for {name}; weights= takes 'default', a path to "
-                           "a state dict (.pth), or None for random weights")
+                           "a state dict (.pth or .safetensors), hf-hub:ORG/REPO, or None for random weights")
+    if path.suffix.lower() == ".safetensors":
+        return read_safetensors(path, name)
     try:
         with warnings.catch_warnings():  # torch's own multi-line advice (weights_only=False) is not for users
             warnings.simplefilter("ignore")
@@ -229,7 +307,12 @@ def resolve(weights, name: str, fetch_default: Callable[[], Tuple[StateDict, str
     if isinstance(weights, Mapping):
         return own_keys(weights), "the state dict passed as weights="
     if isinstance(weights, str) and weights == "default":
+        if fetch_default is None:
+            raise WeightsError(f"{name} has no default weights here; pass a path, hf-hub:ORG/REPO or None")
         return fetch_default()
+    if isinstance(weights, str) and weights.startswith(HUB_PREFIX):
+        path, info = hub_file(weights, name)
+        return own_keys(read_state_dict(path, name, cached=True)), f"{weights} (revision {info['revision']})"
     if isinstance(weights, (str, os.PathLike)):
         return own_keys(read_state_dict(weights, name)), str(weights)
     raise TypeError(f"weights={weights!r}: expected 'default', a path to a state dict, a state dict, or None")

@@ -1,10 +1,12 @@
 """Any ``nn.Module`` as a featvis model: the [0,1] image in, the module's own normalization inside."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
+
+from .layout import Layout, as_layout
 
 # torchvision's ImageNet statistics (the normalization its pretrained weights expect).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -15,7 +17,13 @@ LOGITS = "logits"
 
 
 class FeatvisModel(nn.Module):
-    """A module that takes float images (B,3,H,W) in [0,1] and normalizes them for ``net``.
+    """A module that takes float images (B, C, H, W) in [0,1] and normalizes them for ``net``.
+
+    ``in_channels``: the channels the net takes (3 for RGB, 1 for grayscale; the length of the
+    normalization's mean when one is given); params render that many. ``layouts``: the layout of
+    layers whose output is not (B, C, H, W) (``{"blocks.*": tokens(16), "stages.*.mlp.fc1":
+    "channels_last"}``, exact names or globs); ``tokens``: the token layout of every 3-d output
+    whose token count fits its grid (a ViT's blocks), see :mod:`featvis.models.layout`.
 
     Layer names are ``net``'s own module paths, without a prefix for the wrapper: a ResNet's third
     stage is ``layer3`` whether the ResNet is wrapped or not. Subclasses (the zoo's InceptionV1)
@@ -29,19 +37,26 @@ class FeatvisModel(nn.Module):
     #: :class:`featvis.models.redirect.ReLU` modules (Lucid's trick; 0 = never).
     redirect_steps: int = 0
 
-    def __init__(self, net: nn.Module, normalize: Optional[Tuple[Sequence[float], Sequence[float]]] = (IMAGENET_MEAN, IMAGENET_STD), name: Optional[str] = None):
+    def __init__(self, net: nn.Module, normalize: Optional[Tuple[Sequence[float], Sequence[float]]] = (IMAGENET_MEAN, IMAGENET_STD), name: Optional[str] = None,
+                 in_channels: Optional[int] = None, layouts: Optional[Mapping[str, object]] = None, tokens=None):
         super().__init__()
         self.net = net
         self.name = name or type(net).__name__
         if normalize is None:
             self.register_buffer("mean", None)
             self.register_buffer("std", None)
+            self.in_channels = 3 if in_channels is None else _channels(in_channels)
         else:
             mean, std = normalize
-            if len(mean) != 3 or len(std) != 3:
-                raise ValueError(f"normalize=(mean, std) needs three values each (R, G, B), got {len(mean)} and {len(std)}")
-            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-            self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+            n = len(mean) if in_channels is None else _channels(in_channels)
+            if len(mean) != n or len(std) != n:
+                raise ValueError(f"normalize=(mean, std) needs one value per input channel ({n}), got {len(mean)} and "
+                                 f"{len(std)}")
+            self.in_channels = n
+            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, n, 1, 1))
+            self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, n, 1, 1))
+        self.layouts: Dict[str, Layout] = {k: as_layout(v) for k, v in (layouts or {}).items()}
+        self.tokens: Optional[Layout] = None if tokens is None else as_layout(tokens)
 
     def named_layers(self) -> Dict[str, nn.Module]:
         """Hookable modules by name (``net``'s module paths), plus ``"logits"``: ``net``'s output."""
@@ -75,6 +90,12 @@ class FeatvisModel(nn.Module):
         return self.net(self.preprocess(images))
 
 
+def _channels(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"in_channels={n!r}: expected a positive whole number (3 for RGB, 1 for grayscale)")
+    return n
+
+
 def _block_types() -> tuple:
     """torchvision's residual, ConvNeXt and inception block classes (none while torchvision is not
     imported: then no model holds one, and importing it would cost seconds)."""
@@ -87,19 +108,24 @@ def _block_types() -> tuple:
     return (BasicBlock, Bottleneck, CNBlock, Inception)
 
 
-def wrap(module: nn.Module, normalize=(IMAGENET_MEAN, IMAGENET_STD), name: Optional[str] = None) -> FeatvisModel:
+def wrap(module: nn.Module, normalize=(IMAGENET_MEAN, IMAGENET_STD), name: Optional[str] = None,
+         in_channels: Optional[int] = None, layouts: Optional[Mapping[str, object]] = None, tokens=None) -> FeatvisModel:
     """Make ``module`` a featvis model: [0,1] images in, ``(x - mean) / std`` fed to ``module``.
 
     ``normalize=None`` passes the [0,1] image through unchanged. Layer names stay ``module``'s own
-    (``wrap(resnet).named_layers()`` has ``layer3.1``, not ``net.layer3.1``).
+    (``wrap(resnet).named_layers()`` has ``layer3.1``, not ``net.layer3.1``). The input has as
+    many channels as ``mean`` has values (``in_channels`` for ``normalize=None``; default 3):
+    a grayscale net takes ``normalize=((0.5,), (0.5,))`` and is rendered grayscale. ``layouts``
+    and ``tokens`` declare layers that are not (B, C, H, W) (see :class:`FeatvisModel`).
 
     >>> model = featvis.wrap(my_net, normalize=((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)))
+    >>> vit = featvis.wrap(my_vit, tokens=featvis.models.tokens(16, prefix=["cls"]))
     """
     if isinstance(module, FeatvisModel):
         return module
     if not isinstance(module, nn.Module):
         raise TypeError(f"featvis.wrap needs an nn.Module, got {type(module).__name__}")
-    wrapped = FeatvisModel(module, normalize, name=name)
+    wrapped = FeatvisModel(module, normalize, name=name, in_channels=in_channels, layouts=layouts, tokens=tokens)
     wrapped.training = module.training  # the wrapper follows the net; the net's own flags are untouched
     device = module_device(module)
     # A wrapper made around a module that is already on a GPU lives there too (render() moves a

@@ -8,10 +8,16 @@ from typing import Optional, Sequence, Union
 import torch
 
 from .._cache import DeviceCopies
+from ..errors import UsageError
 from ..units import Unit
 from .base import Objective, index_tensor, narrow, objective
 
 Index = Union[int, Sequence[int]]
+
+
+class OutOfRange(UsageError, IndexError):
+    """A channel or position outside the layer: a user's mistake (one line in the CLI) and an
+    ``IndexError`` for Python callers."""
 
 
 def _check_channels(layer: str, t: torch.Tensor, ns) -> None:
@@ -20,7 +26,7 @@ def _check_channels(layer: str, t: torch.Tensor, ns) -> None:
     C = t.shape[1]
     bad = [n for n in ns if not 0 <= n < C]
     if bad:
-        raise IndexError(
+        raise OutOfRange(
             f"channel {bad[0]} is out of range for layer {layer!r}, which has {C} channels (0..{C - 1}); "
             f"see: featvis layers MODEL")
 
@@ -89,9 +95,10 @@ class _BareMap:
         h0, w0 = self.hw or (H, W)
         for axis, pos, length in (("x", x, w0), ("y", y, h0)):
             if pos is not None and not 0 <= pos < length:
-                raise IndexError(
+                raise OutOfRange(
                     f"{axis}={pos} is outside layer {self.layer!r}, whose map is {w0} wide x {h0} high for the image "
-                    f"being rendered; x (the column) and y (the row) index that map (see: featvis layers MODEL --size N)")
+                    f"being rendered (a transformer layer's map is its patch grid); x (the column) and y (the row) index "
+                    f"that map (see: featvis layers MODEL --size N)")
         row = (h0 // 2 if y is None else y) + (H - h0) // 2
         col = (w0 // 2 if x is None else x) + (W - w0) // 2
         return min(max(row, 0), H - 1), min(max(col, 0), W - 1)

@@ -19,6 +19,13 @@ def size_hw(w: int, h: Optional[int]) -> Tuple[int, int]:
     return int(h), int(w)
 
 
+def color_channels(channels) -> int:
+    """``channels`` checked: the image channels a model takes (3 for RGB, 1 for grayscale)."""
+    if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 1:
+        raise ValueError(f"channels={channels!r}: expected the model's input channels (3 for RGB, 1 for grayscale)")
+    return int(channels)
+
+
 def batch_size(batch) -> int:
     """``batch`` checked: a whole number of images, at least 1."""
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
@@ -37,8 +44,12 @@ class ImageParam(nn.Module):
     batch: int
     height: int
     width: int
-    #: 3 (RGB) or 4 (RGBA: ``render`` composites the image over a background before the model).
+    #: The channels of ``forward()``'s images: 3 (RGB) or 4 (RGBA: ``render`` composites the image
+    #: over a background before the model); for a model of other input channels, its count (1 for
+    #: grayscale), plus one with alpha.
     channels: int = 3
+    #: Whether the last channel is transparency.
+    alpha: bool = False
     #: The learning rate ``render`` uses when none is given; ``None`` means render's own default.
     default_lr: Optional[float] = None
 
@@ -99,6 +110,8 @@ def fit_images(images: torch.Tensor, param: ImageParam) -> torch.Tensor:
 
     >>> param.set_image(fit_images(image_tensor(photo), param))    # what render(init=photo) does
     """
+    if getattr(param, "channels", 3) == 1 and images.shape[1] in (3, 4):  # a photo for a grayscale param
+        images = images[:, :3].mean(1, keepdim=True)
     if tuple(images.shape[-2:]) != param.size:
         images = F.interpolate(images, size=param.size, mode="bilinear", align_corners=False, antialias=True)
     if images.shape[0] == 1 and param.batch > 1:

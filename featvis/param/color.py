@@ -29,9 +29,13 @@ def to_valid_rgb(t: torch.Tensor, decorrelated: bool = True) -> torch.Tensor:
     return torch.sigmoid(t)
 
 
-def to_valid_rgba(t: torch.Tensor, decorrelated: bool = True) -> torch.Tensor:
-    """(B, 3|4, H, W) unconstrained -> [0, 1]: RGB as :func:`to_valid_rgb`, a 4th (alpha) channel
-    through a plain sigmoid (alpha has no colour to decorrelate), as Lucid's ``param.image(alpha=True)``."""
+def to_valid_rgba(t: torch.Tensor, decorrelated: bool = True, colors: int = 3) -> torch.Tensor:
+    """(B, colors [+1], H, W) unconstrained -> [0, 1]: RGB as :func:`to_valid_rgb`, a last (alpha)
+    channel through a plain sigmoid (alpha has no colour to decorrelate), as Lucid's
+    ``param.image(alpha=True)``. Images of other than 3 colour channels (grayscale, 4-band) have no
+    colour correlation to undo: each channel is a plain sigmoid."""
+    if colors != 3:
+        return torch.sigmoid(t)
     if t.shape[1] == 3:
         return to_valid_rgb(t, decorrelated)
     return torch.cat([to_valid_rgb(t[:, :3], decorrelated), torch.sigmoid(t[:, 3:])], 1)
@@ -42,14 +46,14 @@ def to_valid_rgba(t: torch.Tensor, decorrelated: bool = True) -> torch.Tensor:
 INVERSE_EPS = 0.01
 
 
-def from_valid_rgba(image: torch.Tensor, decorrelated: bool = True) -> torch.Tensor:
+def from_valid_rgba(image: torch.Tensor, decorrelated: bool = True, colors: int = 3) -> torch.Tensor:
     """The inverse of :func:`to_valid_rgba`: (B, 3|4, H, W) in [0, 1] -> the unconstrained tensor.
 
     Used to start an optimization from a given image. Values are clamped to
     [INVERSE_EPS, 1 - INVERSE_EPS] first, so the round trip changes a pixel by at most 0.01.
     """
     t = torch.logit(image.clamp(INVERSE_EPS, 1 - INVERSE_EPS))
-    if decorrelated:
+    if decorrelated and colors == 3:
         inv = torch.linalg.inv(COLOR_CORRELATION.double()).to(t.device, t.dtype)
         rgb = torch.einsum("ij,bjhw->bihw", inv, t[:, :3])
         t = torch.cat([rgb, t[:, 3:]], 1)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..rng import RandomSource, as_source
-from .base import ImageParam, size_hw, batch_size
+from .base import ImageParam, batch_size, color_channels, size_hw
 from .color import from_valid_rgba, to_valid_rgba
 from .lowres import LowResTensor, shared_generator
 
@@ -43,11 +43,12 @@ class Fourier(ImageParam):
 
     def __init__(self, w: int, h: Optional[int] = None, batch: int = 1, sd: float = 0.01,
                  decay_power: float = 1.0, decorrelate: bool = True, alpha: bool = False,
-                 shared: Shared = None):
+                 shared: Shared = None, channels: int = 3):
         super().__init__()
         self.height, self.width = size_hw(w, h)
         self.batch, self.sd, self.decorrelate = batch_size(batch), float(sd), decorrelate
-        self.channels = 4 if alpha else 3
+        self.colors, self.alpha = color_channels(channels), bool(alpha)
+        self.channels = self.colors + self.alpha
         self.register_buffer("scale", spectrum_scale(self.height, self.width, decay_power), persistent=False)
         # (B, C, H, W//2 + 1, 2): real and imaginary parts
         self.spectrum = nn.Parameter(torch.empty(self.batch, self.channels, *self.scale.shape, 2))
@@ -65,7 +66,7 @@ class Fourier(ImageParam):
                 term.reset(lambda shape, n=term.values.shape[0]: torch.randn(n, *shape, generator=g))
 
     def set_image(self, images: torch.Tensor) -> None:
-        t = from_valid_rgba(images, self.decorrelate) / self.OUTPUT_SCALE  # (B, C', H, W)
+        t = from_valid_rgba(images, self.decorrelate, self.colors) / self.OUTPUT_SCALE  # (B, C', H, W)
         spectrum = torch.fft.rfft2(t, norm="backward") / self.scale  # inverse of forward's irfft2
         with torch.no_grad():
             for term in self.shared:
@@ -77,7 +78,7 @@ class Fourier(ImageParam):
         image = torch.fft.irfft2(spectrum, s=(self.height, self.width), norm="backward") * self.OUTPUT_SCALE
         for term in self.shared:
             image = image + term(self.batch, self.height, self.width)
-        return to_valid_rgba(image, self.decorrelate)  # (B, C, H, W) in [0, 1]
+        return to_valid_rgba(image, self.decorrelate, self.colors)  # (B, C, H, W) in [0, 1]
 
 
 def _shared_terms(shared: Shared):
@@ -98,7 +99,7 @@ def _shared_terms(shared: Shared):
 
 def fourier(w: int, h: Optional[int] = None, batch: int = 1, sd: float = 0.01,
             decay_power: float = 1.0, decorrelate: bool = True, alpha: bool = False,
-            shared: Shared = None) -> Fourier:
+            shared: Shared = None, channels: int = 3) -> Fourier:
     """Fourier parameterization (Lucid's default image): ``batch`` images of ``w`` x ``h`` pixels.
 
     The spectrum starts as normal noise with std ``sd``, is scaled by 1/f**``decay_power``, turned
@@ -111,7 +112,12 @@ def fourier(w: int, h: Optional[int] = None, batch: int = 1, sd: float = 0.01,
     batch, which align the images of an interpolation: ``True`` for Lucid's set
     (:data:`LUCID_SHARED`) or a list of (values along the batch, downscale factor) pairs.
 
+    ``channels``: the colour channels of the model's input (3, RGB; 1 for a grayscale model, which
+    then sees and shows gray images; any other count for multi-band inputs, each channel its own
+    sigmoid, no colour decorrelation); ``render`` picks the model's own by default.
+
     >>> rgba = featvis.param.fourier(128, alpha=True)
     >>> frames = featvis.param.fourier(128, batch=5, shared=True)
+    >>> gray = featvis.param.fourier(128, channels=1)
     """
-    return Fourier(w, h, batch, sd, decay_power, decorrelate, alpha, shared)
+    return Fourier(w, h, batch, sd, decay_power, decorrelate, alpha, shared, channels)

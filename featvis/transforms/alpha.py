@@ -56,7 +56,9 @@ def composite(image: torch.Tensor, background) -> torch.Tensor:
 
     >>> on_white = composite(result.images, 1.0)
     """
-    rgb, a = image[:, :3], image[:, 3:4]
+    rgb, a = image[:, :-1], image[:, -1:]  # the colour channels, then alpha
+    if isinstance(background, torch.Tensor) and background.shape[1] == 3 and rgb.shape[1] != 3:
+        background = background.mean(1, keepdim=True)  # an RGB background for a gray (or multi-band) image: its gray
     return a * rgb + (1 - a) * background
 
 
