@@ -438,6 +438,9 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
     folder.check_writable(names)
     settings = Settings(neurons, int(size), int(steps), float(lr), param, int(diversity), float(diversity_weight),
                         int(seed), format, dev.type, bool(deterministic), preset)
+    if getattr(net, "in_channels", 3) not in (1, 3):
+        raise UsageError(f"{model} takes {net.in_channels}-channel images, and a render folder holds PNGs of 1 (gray) or "
+                         "3 (RGB) channels; render it from Python (featvis.render returns every channel)")
     if getattr(net, "in_channels", 3) != 3:  # a param for the model's input channels (else a one-line error, before any work)
         recipe(settings, 1, net.in_channels)
     chosen: List[Tuple[str, List[int]]] = []

@@ -23,6 +23,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 import torch
 
 from ..errors import UsageError
+from .state import frozen
 
 #: The mark between a layer and a named token: ``blocks.11@cls``.
 TOKEN_MARK = "@"
@@ -209,7 +210,7 @@ def detect_layouts(model, image_hw: Tuple[int, int] = (224, 160), in_channels: i
             handles.append(module.register_forward_hook(hook_for(name)))
     try:
         device = next(iter(model.parameters()), torch.empty(0)).device
-        with torch.no_grad():
+        with frozen(model), torch.no_grad():  # eval mode: the probe must not move BatchNorm's statistics
             model(torch.full((1, in_channels, H, W), 0.5, device=device))
     except Exception:  # noqa: BLE001 -- a model that only takes its own size: nothing detected
         return {}
@@ -220,11 +221,11 @@ def detect_layouts(model, image_hw: Tuple[int, int] = (224, 160), in_channels: i
 
 
 def _follows(h: int, w: int, H: int, W: int) -> bool:
-    """Whether an h x w map is the H x W image at one stride (the two strides within 25%)."""
+    """Whether an h x w map is the H x W image at one stride: h/w is H/W, up to the rounding of a
+    strided map (each side off by at most one step: |h W - w H| <= max(H, W))."""
     if h < 1 or w < 1 or h == w:
         return False
-    sh, sw = H / h, W / w
-    return abs(sh - sw) <= 0.25 * max(sh, sw)
+    return abs(h * W - w * H) <= max(H, W)
 
 
 __all__ = ["Layout", "tokens", "as_layout", "layout_of", "to_map", "split_token", "declared", "detect_layouts",

@@ -10,6 +10,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from . import weights as W
 from .wrap import FeatvisModel
 
 #: The seed of the fixed random initialization that ``weights="default"`` means for ``toy``.
@@ -29,14 +30,16 @@ def toy_net() -> nn.Sequential:
 
 def build(weights="default") -> FeatvisModel:
     """``weights``: ``"default"`` (PyTorch's init drawn from seed ``DEFAULT_SEED``, the same on every
-    machine), ``None`` (PyTorch's init from the global RNG), or the path of a saved state dict."""
+    machine), ``None`` (PyTorch's init from the global RNG), or a state dict: a file (``.pth`` or
+    ``.safetensors``), ``hf-hub:ORG/REPO``, or a dict."""
     if weights == "default":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(DEFAULT_SEED)
             net = toy_net()
     else:
         net = toy_net()
-        if weights is not None:
-            net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        state_dict, source = W.resolve(weights, "toy", None)  # a .pth/.safetensors path, hf-hub:, a dict
+        if state_dict is not None:
+            W.load_strict(net, state_dict, source, "toy")
     # Mean/std 0.5: maps [0, 1] images to [-1, 1], a symmetric input for random filters.
     return FeatvisModel(net, normalize=((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), name="toy")
