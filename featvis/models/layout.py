@@ -143,10 +143,16 @@ def _undeclared(model, name, shape, image_hw, tokens_layout) -> str:
     shown = "x".join(map(str, shape[1:]))
     if tokens_layout is not None:
         h, w = tokens_layout.grid(image_hw)
+        other = Layout("tokens", tokens_layout.patch, tokens_layout.prefix, not tokens_layout.padded)
+        if shape[1] == len(other.prefix) + _count(other.grid(image_hw)):  # the other rounding fits
+            fix = f"declare tokens(..., padded={other.padded}): the model {'pads' if other.padded else 'does not pad'} " \
+                  "the image to whole patches"
+        else:
+            fix = ("pick a layer whose output is the token sequence (see: featvis layers MODEL), or declare its "
+                   "layout: featvis.wrap(net, layouts={NAME: ...})")
         return (f"layer {name!r} of {mname} gives {shown} per image, which is not {len(tokens_layout.prefix)} named "
                 f"token(s) + a {h}x{w} grid of {tokens_layout.patch[0]}px patches for a {image_hw[0]}x{image_hw[1]} "
-                "image; pick a layer whose output is the token sequence (see: featvis layers MODEL), or declare its "
-                "layout: featvis.wrap(net, layouts={NAME: ...})")
+                f"image; {fix}")
     return (f"layer {name!r} of {mname} gives a {len(shape)}-d output ({shown} per image) whose layout featvis does not "
             "guess (channels? tokens?); declare it: featvis.wrap(net, layouts={" + repr(name) + ": "
             "featvis.models.tokens(PATCH)}) for a (B, tokens, D) sequence, or 'channels_first' / 'channels_last'")
