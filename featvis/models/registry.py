@@ -169,4 +169,5 @@ def models_command(args) -> int:
     width = max(len(name) for name, _ in zoo)
     for name, description in zoo:
         print(f"{name:<{width}}  {description}")
+    print("\ntimm:NAME  any timm model by its timm name, e.g. timm:convnext_tiny (pip install featvis[timm])")
     return 0
