@@ -171,6 +171,7 @@ def test_an_undeclared_token_layer_is_never_guessed():
     x = torch.rand(1, 3, 16, 16)
     with pytest.raises(UsageError, match=r"layer 'mix' .* 3-d output .* does not guess .* featvis.models.tokens"):
         featvis.activations(featvis.wrap(Seq()), x, ["mix"])
+    assert featvis.models.tokens is L.tokens  # the name the error messages give
     declared = featvis.wrap(Seq(), layouts={"mi*": L.tokens(4)})
     assert featvis.activations(declared, x, ["mix"])["mix"].shape == (1, 6, 4, 4)
     wrong = featvis.wrap(Seq(), tokens=L.tokens(8))  # 1 + 2x2 tokens expected, 1 + 16 given

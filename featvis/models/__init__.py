@@ -12,11 +12,12 @@ _WHERE = {
     "list_models": "registry", "load_model": "registry", "pick_device": "registry", "register": "registry",
     "IMAGENET_MEAN": "wrap", "IMAGENET_STD": "wrap", "FeatvisModel": "wrap", "as_model": "wrap",
     "WeightsError": "weights",
+    "Layout": "layout", "tokens": "layout", "detect_layouts": "layout",
 }
 
 __all__ = [
     "FeatvisModel", "wrap", "as_model", "load_model", "list_models", "register", "layers", "activations",
-    "LayerInfo", "pick_device", "IMAGENET_MEAN", "IMAGENET_STD", "WeightsError",
+    "LayerInfo", "pick_device", "IMAGENET_MEAN", "IMAGENET_STD", "WeightsError", "Layout", "tokens", "detect_layouts",
 ]
 
 

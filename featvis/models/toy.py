@@ -38,8 +38,8 @@ def build(weights="default") -> FeatvisModel:
             net = toy_net()
     else:
         net = toy_net()
-        state_dict, source = W.resolve(weights, "toy", None)  # a .pth/.safetensors path, hf-hub:, a dict
+        state_dict, _ = W.resolve(weights, "toy", None)  # a .pth/.safetensors path, hf-hub:, a dict
         if state_dict is not None:
-            W.load_strict(net, state_dict, source, "toy")
+            net.load_state_dict(state_dict)
     # Mean/std 0.5: maps [0, 1] images to [-1, 1], a symmetric input for random filters.
     return FeatvisModel(net, normalize=((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), name="toy")
