@@ -36,7 +36,10 @@ def device() -> torch.device:
 
 
 class Tiny(nn.Module):
-    """A 3-layer convnet with a counter on its last layer (to see whether it ran)."""
+    """A 3-layer convnet with a counter on its last layer (to see whether it ran); it declares
+    ImageNet's mean and std as its input convention (``featvis.wrap`` does not guess)."""
+
+    featvis_normalize = "imagenet"
 
     def __init__(self, c1=8, c2=12, c3=6):
         super().__init__()
