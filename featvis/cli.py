@@ -228,13 +228,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _load_plugins():
-    for name in filter(None, (m.strip() for m in os.environ.get("FEATVIS_PLUGINS", "").split(","))):
-        try:
-            importlib.import_module(name)
-        except Exception as e:
-            raise UsageError(f"cannot import {name!r} from FEATVIS_PLUGINS ({type(e).__name__}: {e}); plugins are imported "
-                             "from installed packages and PYTHONPATH, never from the current folder; fix it or unset "
-                             "FEATVIS_PLUGINS (your own model file: featvis render path/to/file.py:build LAYER)") from e
+    from .models.open import load_plugins  # (imports no torch)
+    load_plugins()
 
 
 def _sigterm(signum, frame):

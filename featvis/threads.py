@@ -52,8 +52,12 @@ def parse(text, source: str = "--threads") -> Optional[int]:
 
 
 def arg(text: str) -> Optional[int]:
-    """argparse ``type=`` for ``--threads N|auto``."""
-    return parse(text)
+    """argparse ``type=`` for ``--threads N|auto`` (its message becomes argparse's one line)."""
+    import argparse
+    try:
+        return parse(text, "")
+    except UsageError as e:
+        raise argparse.ArgumentTypeError(str(e).strip()) from None
 
 
 def available_cpus() -> int:

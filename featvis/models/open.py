@@ -35,6 +35,27 @@ def weights_arg(weights: str):
     return str(path)
 
 
+#: Environment variable: modules imported before a command runs, so that the models they
+#: register (:func:`featvis.models.register`) can be named (README, "Your own model").
+PLUGINS_ENV = "FEATVIS_PLUGINS"
+
+
+def load_plugins() -> list:
+    """Import every module ``$FEATVIS_PLUGINS`` names (``pkg.mod[,other.mod]``), from installed
+    packages and ``PYTHONPATH``; returns their names. A module that fails is a one-line
+    :class:`UsageError`. (The command line calls this at the start of every command; the examples too.)"""
+    import importlib
+    names = [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as e:
+            raise UsageError(f"cannot import {name!r} from {PLUGINS_ENV} ({type(e).__name__}: {e}); plugins are imported "
+                             "from installed packages and PYTHONPATH, never from the current folder; fix it or unset "
+                             f"{PLUGINS_ENV} (your own model file: featvis render path/to/file.py:build LAYER)") from e
+    return names
+
+
 def is_file_model(name: str) -> bool:
     """Whether a model name is ``path/to/file.py:function``."""
     path, sep, func = str(name).rpartition(":")

@@ -103,12 +103,13 @@ def display_name(module: nn.Module) -> str:
     """A net's name for messages: its class, or, for a thin wrapper whose only child holds every
     parameter (``_Scaled(net)`` that rescales the input), the class of the net inside."""
     seen = module
+    containers = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
     for _ in range(4):
-        children = list(seen.named_children())
-        own = [p for name, p in seen.named_parameters(recurse=False)]
-        if len(children) != 1 or own:
+        children = list(seen.children())
+        if len(children) != 1 or any(True for _ in seen.parameters(recurse=False)) \
+                or isinstance(children[0], containers):  # a net whose body is one Sequential is the net
             break
-        seen = children[0][1]
+        seen = children[0]
     if seen is module:
         return type(module).__name__
     return f"{type(seen).__name__} (in {type(module).__name__})"
