@@ -107,6 +107,8 @@ def main() -> None:
         worker(args.worker, args.size, args.steps, args.channels, args.loop)
         return
     variants = args.variants.split(",")
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))  # (timeout): reap the busy worker
     results = {}
     print(f"{os.cpu_count()} CPUs; {args.channels} channels, {args.size} px, {args.steps} timed steps; "
           f"load average at start {os.getloadavg()[0]:.1f}", flush=True)
@@ -130,6 +132,8 @@ def main() -> None:
     print("| condition | " + " | ".join(variants) + " | before / after |")
     print("|---|" + "---|" * (len(variants) + 1))
     for condition in args.conditions.split(","):
+        if not all((condition, v) in results for v in variants):
+            continue
         med = {v: statistics.median(r["s_per_step"] for r in results[(condition, v)]) for v in variants}
         ratio = f"{med['before'] / med['after']:.1f}x" if "before" in med and "after" in med else "-"
         print(f"| {condition} | " + " | ".join(f"{med[v]:.3f}" for v in variants) + f" | {ratio} |")

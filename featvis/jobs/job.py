@@ -512,7 +512,12 @@ def _threads(threads: Optional[int], old: Optional[dict], dev, shard: Shard, out
         raise UsageError(f"{out} holds images rendered with {recorded} CPU thread(s), and on the CPU the thread count "
                          f"changes the pixels; drop --threads/FEATVIS_THREADS to resume with {recorded} (the folder's), "
                          "choose another --out, or pass --force to start over there")
-    n, _ = choose(threads, recorded, load_aware=shard.count == 1)
+    n, source = choose(threads, recorded, load_aware=shard.count == 1)
+    from ..threads import available_cpus
+    if source == "the folder's" and n > available_cpus():
+        warnings.warn(f"{out} was rendered with {n} CPU threads, more than the {available_cpus()} CPUs here: resuming "
+                      "with as many (the images depend on the count) will be slow; --force starts over with fewer",
+                      RuntimeWarning, stacklevel=2)
     apply(n)
     return n if on_cpu and not legacy else None
 
