@@ -108,7 +108,11 @@ def main() -> None:
         return
     variants = args.variants.split(",")
     import signal
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))  # (timeout): reap the busy worker
+
+    def stop(signum, frame):  # timeout's SIGTERM: leave through the finally below, which reaps the busy worker
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     results = {}
     print(f"{os.cpu_count()} CPUs; {args.channels} channels, {args.size} px, {args.steps} timed steps; "
           f"load average at start {os.getloadavg()[0]:.1f}", flush=True)
