@@ -285,3 +285,12 @@ def test_figure_spec_and_circuit_use_the_presets_recipe(monkeypatch):
     for kw in seen:
         assert kw["transforms"] is not None and callable(kw["optimizer"]) and kw["steps"] == 3
         assert isinstance(kw["param"], Fourier) and kw["param"].size == (224, 224)  # the preset's size
+
+
+def test_an_example_script_takes_a_model_file_and_a_preset(netfile, tmp_path):
+    cmd = [sys.executable, str(ROOT / "examples" / "objectives.py"), "--model", f"{netfile}:build", "--unit", "conv2:1",
+           "--weights", "none", "--steps", "2", "--size", "16", "--preset", "fourier-crops", "--threads", "1",
+           "--quiet", "--out", str(tmp_path / "out")]
+    done = subprocess.run(cmd, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "objectives.png").is_file()
