@@ -95,7 +95,7 @@ def featvis_worker(weights_dir: Path):
 
     inception = featvis.load_model("inceptionv1", weights=str(weights_dir / "inceptionv1.pt"), device="cpu")
     inception.redirect_steps = 0
-    small = featvis.wrap(resnet20(), name="resnet20")
+    small = featvis.wrap(resnet20(), normalize="imagenet", name="resnet20")
     small.net.load_state_dict(torch.load(weights_dir / "resnet20.pt"))
 
     class Timed(ImageParam):

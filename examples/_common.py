@@ -5,7 +5,11 @@ InceptionV1 units of the Distill articles (Olah et al., "Feature Visualization",
 tutorials): mixed4a:476, its pair with 465, mixed4a:97 for diversity, 476 -> 460 for
 interpolation. Offline, give ``--weights PATH`` (a local InceptionV1 state dict), or use the
 hand-coded model (``--model handcoded``), whose units have a known preferred stimulus. Any other
-zoo model works with ``--unit LAYER:CHANNEL``.
+zoo model works with ``--unit LAYER:CHANNEL``, and so does your own: ``--model path/to/file.py:build``
+(see README, "Your own model"), or a model a ``FEATVIS_PLUGINS`` module registers.
+``--preset fourier-crops`` (or ``maco``) renders with that whole recipe, as ``featvis render
+--preset`` does: the one that reads best on modern ImageNet networks; ``--threads N`` as the
+command line's.
 """
 from __future__ import annotations
 
@@ -37,7 +41,9 @@ DEFAULTS = {
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--model", default="inceptionv1", help="zoo model name (default: inceptionv1; offline: handcoded)")
+    p.add_argument("--model", default="inceptionv1",
+                   help="zoo model name, a FEATVIS_PLUGINS model, or path/to/file.py:build (default: inceptionv1; "
+                        "offline: handcoded)")
     p.add_argument("--weights", default="default",
                    help="'default' (pretrained, downloaded once), 'none' (random) or a local state-dict path")
     p.add_argument("--steps", type=int, default=512, help="optimization steps per image (default: 512)")
@@ -45,6 +51,13 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--unit", default=None, help="LAYER:CHANNEL to use instead of the model's default unit")
     p.add_argument("--partner", default=None, help="LAYER:CHANNEL paired with the unit (channel pair, interpolation)")
     p.add_argument("--seed", type=int, default=0)
+    from featvis.presets import PRESETS
+    p.add_argument("--preset", choices=list(PRESETS), default=None,
+                   help="a whole recipe (param, transforms, lr schedule; its size unless --size): fourier-crops "
+                        "reads best on modern ImageNet nets (default: a plain Fourier image, Lucid's)")
+    from featvis.threads import arg as threads_arg
+    p.add_argument("--threads", type=threads_arg, default=None, metavar="N|auto",
+                   help="CPU threads (default: $FEATVIS_THREADS, else the idle physical cores)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
     p.add_argument("--out", type=Path, default=OUT, help=f"output folder (default: {OUT})")
     p.add_argument("--format", choices=("png", "pdf"), default="png", help="figure file type (default: png)")
@@ -83,19 +96,35 @@ def default(args, key: str):
 
 
 def size(args) -> int:
-    return args.size or default(args, "size")
+    """``--size``, else the preset's size, else the model's default."""
+    if args.size:
+        return args.size
+    if args.preset:
+        return featvis.presets.get(args.preset).size
+    return default(args, "size")
+
+
+def image_param(args, batch: int):
+    """The image param of ``batch`` images: the preset's (``--preset``), else a Fourier image."""
+    if args.preset:
+        return featvis.presets.get(args.preset).param(size(args), batch)
+    return featvis.param.fourier(size(args), batch=batch)
 
 
 def load(args):
-    """The model, or a clear exit when its weights cannot be had."""
-    weights = None if str(args.weights).lower() == "none" else args.weights
+    """The model (through the command line's opener: zoo names, FEATVIS_PLUGINS models and
+    path/to/file.py:build alike), with the thread count set, or a clear exit."""
+    from featvis.errors import UsageError
+    from featvis.models.open import load_plugins, open_model
+    from featvis.models.registry import pick_device
+    from featvis.threads import apply, choose, passive_wait
+    passive_wait()  # (only where torch has not started OpenMP yet)
+    apply(choose(args.threads)[0])
     try:
-        return featvis.load_model(args.model, weights=weights, device=args.device)
-    except KeyError as e:
-        raise SystemExit(f"{e.args[0]}") from None
-    except Exception as e:  # noqa: BLE001 - a failed download or an unreadable file: say what to do
-        raise SystemExit(f"could not load {args.model} with weights={args.weights!r}: {e}\n"
-                         "offline, pass --weights PATH (a local state dict), --weights none (random), "
+        load_plugins()
+        return open_model(args.model, args.weights, pick_device(args.device), args.seed)
+    except UsageError as e:
+        raise SystemExit(f"{e}\noffline, pass --weights PATH (a local state dict), --weights none (random), "
                          "or --model handcoded") from None
 
 
@@ -106,7 +135,9 @@ def n_channels(model, layer: str, size: int) -> int:
 
 
 def render_kwargs(args) -> dict:
-    return dict(steps=args.steps, seed=args.seed, device=args.device, progress=not args.quiet)
+    """``steps``, ``seed``, ``device``, ``progress`` and ``preset`` for :func:`featvis.render` (a param
+    given beside it wins over the preset's: use :func:`image_param` for the preset's own)."""
+    return dict(steps=args.steps, seed=args.seed, device=args.device, progress=not args.quiet, preset=args.preset)
 
 
 def output(args, name: str) -> Path:
@@ -166,5 +197,5 @@ def unit_list(spec: str) -> Tuple[str, List[int]]:
     return layer, [int(c) for c in chans.split(",")]
 
 
-__all__ = ["parser", "default", "size", "load", "render_kwargs", "output", "done", "synthetic_images",
+__all__ = ["parser", "default", "size", "image_param", "load", "render_kwargs", "output", "done", "synthetic_images",
            "parse_unit", "unit_list", "n_channels", "OUT", "DEFAULTS"]

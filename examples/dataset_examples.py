@@ -31,7 +31,7 @@ def main(argv=None):
     folder = args.images or common.synthetic_images(args.out / "synthetic_images", size=image_size)
 
     render_dir = args.out / "dataset_examples"
-    result = featvis.render(model, channel(layer, chans), param=featvis.param.fourier(size, batch=len(chans)),
+    result = featvis.render(model, channel(layer, chans), param=common.image_param(args, len(chans)),
                             **common.render_kwargs(args))
     for c, image in zip(chans, result.images):  # the render directory layout: <dir>/<layer>/<channel>.png
         featvis.io.save_image(image, render_dir / layer / f"{c}.png")

@@ -23,7 +23,7 @@ def main(argv=None):
     model = common.load(args)
     layer, n = common.parse_unit(common.default(args, "diverse"))
     objective = scaled(channel(layer, n), diversity(layer), args.weight, group=args.images, label="diversity")
-    result = featvis.render(model, objective, param=featvis.param.fourier(common.size(args), batch=args.images),
+    result = featvis.render(model, objective, param=common.image_param(args, args.images),
                             **common.render_kwargs(args))
     path = common.output(args, "diversity")
     featvis.figures.figure([list(result.images)], row_titles=[f"{layer}:{n}"],

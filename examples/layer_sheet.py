@@ -30,7 +30,7 @@ def main(argv=None):
     images = []
     for start in range(0, len(chans), args.batch):
         group = chans[start:start + args.batch]
-        result = featvis.render(model, channel(layer, group), param=featvis.param.fourier(size, batch=len(group)),
+        result = featvis.render(model, channel(layer, group), param=common.image_param(args, len(group)),
                                 **common.render_kwargs(args))
         images.extend(result.images)
     cols = args.cols or math.ceil(math.sqrt(len(images)))

@@ -28,7 +28,7 @@ def main(argv=None):
     vector = torch.nn.functional.one_hot(torch.tensor(n), C).float() + rand / rand.norm()
     objective = (neuron(layer, n, batch=0) + channel(layer, n, batch=1) + direction(layer, vector, batch=2)
                  + channel(layer, n, batch=3) + channel(layer2, n2, batch=3))
-    result = featvis.render(model, objective, param=featvis.param.fourier(common.size(args), batch=4),
+    result = featvis.render(model, objective, param=common.image_param(args, 4),
                             **common.render_kwargs(args))
     titles = ["neuron", "channel", "direction", f"pair with {n2}" if layer2 == layer else f"+ {layer2}:{n2}"]
     path = common.output(args, "objectives")

@@ -5,14 +5,17 @@ A subcommand is one function ``cmd_NAME(sub)`` that adds its parser to ``sub`` (
 :data:`COMMANDS`. Exit status: 0 done, 2 a usage error (one line on stderr: the problem and the
 fix; nothing written), 130 interrupted (what was complete is written), 1 anything else.
 
-``FEATVIS_PLUGINS=pkg.mod[,other.mod]`` imports those modules first, so that models they
-register (``featvis.models.register``) can be used by name.
+``FEATVIS_PLUGINS=pkg.mod[,other.mod]`` imports those modules at the start of every command
+(before its arguments are parsed, ``featvis models`` included), so that models they register
+(``featvis.models.register``) can be used by name. They are imported from installed packages and
+``PYTHONPATH`` only (``python -m featvis`` takes the current folder off ``sys.path``), and run with
+your rights, like any import. ``MODEL`` may also be ``path/to/file.py:function``
+(:mod:`featvis.models.open`): that file is imported only by the command that names it.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import signal
 import sys
 import traceback
@@ -58,11 +61,22 @@ def _lazy(module: str, attr: str) -> Callable:
     return call
 
 
+#: The subcommands that compute with torch, and so take ``--threads``.
+COMPUTING = ("render", "topk", "figure", "circuit", "selfcheck", "plan", "spectrum", "faithfulness")
+
+THREADS_HELP = ("CPU threads for torch (default: $FEATVIS_THREADS, else the idle physical cores: fewer on a busy "
+                "machine; render resumes with the folder's count). On a shared node or a busy laptop: 1")
+
+
 def _add(sub, name: str, run: Callable[[argparse.Namespace], int], help: str, description: str = None):
-    """A subcommand parser with the options every subcommand has (``--debug``)."""
+    """A subcommand parser with the options every subcommand has (``--debug``; ``--threads`` for
+    those in :data:`COMPUTING`)."""
     p = sub.add_parser(name, help=help, description=description or help,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    if name in COMPUTING:
+        from .threads import arg
+        p.add_argument("--threads", type=arg, default=None, metavar="N|auto", help=THREADS_HELP)
     p.set_defaults(run=run, command=name)
     return p
 
@@ -213,11 +227,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _load_plugins():
-    for name in filter(None, (m.strip() for m in os.environ.get("FEATVIS_PLUGINS", "").split(","))):
-        try:
-            importlib.import_module(name)
-        except Exception as e:
-            raise UsageError(f"cannot import {name!r} from FEATVIS_PLUGINS ({type(e).__name__}: {e}); fix it or unset FEATVIS_PLUGINS") from e
+    from .models.open import load_plugins  # (imports no torch)
+    load_plugins()
 
 
 def _sigterm(signum, frame):
@@ -230,12 +241,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     prev = signal.signal(signal.SIGTERM, _sigterm) if _main_thread() else None
     try:
+        from .threads import passive_wait
+        passive_wait()  # before anything imports torch (a plugin may)
         _load_plugins()
         args = parser().parse_args(argv)
         if not hasattr(args, "run"):
             parser().print_help(sys.stderr)
             return 2
         args.argv = argv
+        if args.command in COMPUTING and args.command != "render":  # render: the job decides (a folder's count)
+            from .threads import apply, choose
+            apply(choose(args.threads)[0])
         return args.run(args)
     except UsageError as e:
         if debug:

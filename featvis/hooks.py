@@ -63,6 +63,15 @@ def model_name(model: nn.Module) -> str:
     return getattr(model, "name", None) or type(model).__name__
 
 
+def _layers_hint(mname: str) -> str:
+    """Where to look up the layers: ``featvis layers NAME`` only for a name the command line opens
+    (a zoo or plugin model, a ``file.py:function``); a net wrapped in Python has only ``featvis.layers``."""
+    from .models.registry import _REGISTRY
+    if mname in _REGISTRY or (":" in mname and mname.rpartition(":")[0].endswith(".py")):
+        return f"featvis layers {mname}, or featvis.layers(model) in Python"
+    return "featvis.layers(model)"
+
+
 def resolve(model: nn.Module, names: Iterable[str]) -> Dict[str, nn.Module]:
     """Map each layer name to its module, raising a helpful error for a name that is not there.
     ``NAME#k`` is the k-th call of NAME, ``NAME@cls`` a named token of a transformer layer
@@ -78,10 +87,7 @@ def resolve(model: nn.Module, names: Iterable[str]) -> Dict[str, nn.Module]:
         close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
         hint = f"; close matches: {', '.join(close)}" if close else ""
         mname = model_name(model)
-        raise NotFound(
-            f"no layer {name!r} in {mname}{hint} "
-            f"(see: featvis layers {mname}, or featvis.layers(model) in Python)"
-        )
+        raise NotFound(f"no layer {name!r} in {mname}{hint} (see: {_layers_hint(mname)})")
     return found
 
 
@@ -157,7 +163,7 @@ class Capture:
         if few:
             base, k = split_call(few[0])
             raise NotFound(f"no layer {few[0]!r} in {model_name(self.model)}: {base} runs {self._calls[few[0]]} "
-                           f"time(s) per forward pass, not {k} (see: featvis layers {model_name(self.model)})")
+                           f"time(s) per forward pass, not {k} (see: {_layers_hint(model_name(self.model))})")
         if missing:
             raise RuntimeError(
                 f"layer(s) {', '.join(missing)} never ran in the forward pass of {model_name(self.model)}; "

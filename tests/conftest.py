@@ -9,6 +9,9 @@ from torch import nn
 import featvis
 
 torch.set_num_threads(1)  # small ops: threads cost more than they give, and CI has 2 cores
+# ... and the CLI runs the tests start (in this process or as subprocesses) use 1 thread too: the
+# fastest here, and one fixed count (on the CPU the count changes pixels; tests compare bytes).
+os.environ.setdefault("FEATVIS_THREADS", "1")
 
 
 def pytest_addoption(parser):
@@ -36,7 +39,10 @@ def device() -> torch.device:
 
 
 class Tiny(nn.Module):
-    """A 3-layer convnet with a counter on its last layer (to see whether it ran)."""
+    """A 3-layer convnet with a counter on its last layer (to see whether it ran); it declares
+    ImageNet's mean and std as its input convention (``featvis.wrap`` does not guess)."""
+
+    featvis_normalize = "imagenet"
 
     def __init__(self, c1=8, c2=12, c3=6):
         super().__init__()

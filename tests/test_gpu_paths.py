@@ -25,11 +25,11 @@ from .conftest import tiny_model
 
 def test_a_wrapper_lives_where_its_module_lives():
     net = nn.Conv2d(3, 4, 3).to("meta")  # any device but the CPU, without a GPU
-    assert featvis.wrap(net).mean.device.type == "meta"
+    assert featvis.wrap(net, normalize="imagenet").mean.device.type == "meta"
 
 
 def test_wrapper_statistics_follow_the_images_when_the_module_moved_alone():
-    model = featvis.wrap(nn.Identity())
+    model = featvis.wrap(nn.Identity(), normalize="imagenet")
     x = torch.rand(1, 3, 4, 4, device="meta")
     model.preprocess(x)
     assert model.mean.device.type == "meta" and model.std.device.type == "meta"
@@ -93,7 +93,7 @@ def test_deterministic_mode_sets_and_restores_the_flags(device):
     with accel.deterministic_mode(device, True):
         assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
         assert not torch.backends.cudnn.benchmark
-        with accel.model_runner(featvis.wrap(nn.Conv2d(3, 3, 1)), ["logits"], device, autotune=False):
+        with accel.model_runner(featvis.wrap(nn.Conv2d(3, 3, 1), normalize="imagenet"), ["logits"], device, autotune=False):
             assert not torch.backends.cudnn.benchmark  # autotuning stays off inside
     with accel.deterministic_mode(device, "warn"):
         assert torch.is_deterministic_algorithms_warn_only_enabled()

@@ -37,7 +37,7 @@ def test_hooks_removed_after_exception(tiny):
 
 
 def test_unknown_layer_names_close_matches(tiny):
-    with pytest.raises(KeyError, match=r"no layer 'conv4' in Tiny; close matches: conv3, conv2, conv1 \(see: featvis layers Tiny"):
+    with pytest.raises(KeyError, match=r"no layer 'conv4' in Tiny; close matches: conv3, conv2, conv1 \(see: featvis\.layers\(model\)\)"):
         with capture(tiny, ["conv4"]):
             pass
     assert n_hooks(tiny) == 0

@@ -170,14 +170,14 @@ class Seq(nn.Module):
 def test_an_undeclared_token_layer_is_never_guessed():
     x = torch.rand(1, 3, 16, 16)
     with pytest.raises(UsageError, match=r"layer 'mix' .* 3-d output .* does not guess .* featvis.models.tokens"):
-        featvis.activations(featvis.wrap(Seq()), x, ["mix"])
+        featvis.activations(featvis.wrap(Seq(), normalize=None), x, ["mix"])
     assert featvis.models.tokens is L.tokens  # the name the error messages give
-    declared = featvis.wrap(Seq(), layouts={"mi*": L.tokens(4)})
+    declared = featvis.wrap(Seq(), normalize=None, layouts={"mi*": L.tokens(4)})
     assert featvis.activations(declared, x, ["mix"])["mix"].shape == (1, 6, 4, 4)
-    wrong = featvis.wrap(Seq(), tokens=L.tokens(8))  # 1 + 2x2 tokens expected, 1 + 16 given
+    wrong = featvis.wrap(Seq(), normalize=None, tokens=L.tokens(8))  # 1 + 2x2 tokens expected, 1 + 16 given
     with pytest.raises(UsageError, match=r"not 1 named token\(s\) \+ a 2x2 grid"):
         featvis.activations(wrong, x, ["mix"])
-    info = {li.name: li for li in featvis.layers(featvis.wrap(Seq()), size=16)}
+    info = {li.name: li for li in featvis.layers(featvis.wrap(Seq(), normalize=None), size=16)}
     assert info["mix"].layout == "unknown" and info["mix"].channels is None
 
 
@@ -194,7 +194,7 @@ class LastMLP(nn.Module):
 
 
 def test_channels_last_layers_are_detected_and_read_as_maps():
-    m = featvis.wrap(LastMLP())
+    m = featvis.wrap(LastMLP(), normalize=None)
     found = L.detect_layouts(m, (32, 24))
     assert found == {"fc": L.CHANNELS_LAST}
     m.layouts.update(found)

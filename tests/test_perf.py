@@ -50,7 +50,7 @@ def probe(layer, seen):
 
 
 def test_hooks_only_on_the_modules_read_and_none_left_after():
-    model = featvis.wrap(tiny_net())
+    model = featvis.wrap(tiny_net(), normalize="imagenet")
     hooked = []
 
     @objective(["2"], "probe")
@@ -65,7 +65,7 @@ def test_hooks_only_on_the_modules_read_and_none_left_after():
 
 def test_forward_stops_after_the_last_layer_read():
     net = tiny_net()
-    model = featvis.wrap(net)
+    model = featvis.wrap(net, normalize="imagenet")
     render_tiny(model, channel("4", 0), steps=3)
     assert net[5].calls == 0  # runs after layer "4": never called
     render_tiny(model, channel("5", 0), steps=3)
@@ -74,7 +74,7 @@ def test_forward_stops_after_the_last_layer_read():
 
 def test_weights_get_no_gradient_and_their_flags_come_back():
     net = tiny_net()
-    model = featvis.wrap(net)
+    model = featvis.wrap(net, normalize="imagenet")
     flags = []
 
     @objective(["2"], "probe")
@@ -162,7 +162,7 @@ def test_warp_matrices_equal_the_earlier_float32_construction():
 
 
 def test_truncated_graph_computes_what_the_hooked_model_computes():
-    model = featvis.wrap(tiny_net())  # ReLU(inplace) right after layer "0": the cut must copy it
+    model = featvis.wrap(tiny_net(), normalize="imagenet")  # ReLU(inplace) right after layer "0": the cut must copy it
     x = torch.rand(2, 3, 16, 16, requires_grad=True)
     prefix = accel.truncate(model, ["0", "2"])
     got = prefix(x)
@@ -177,7 +177,7 @@ def test_truncated_graph_computes_what_the_hooked_model_computes():
 
 
 def test_channels_last_does_not_change_the_images(monkeypatch, device):
-    model = featvis.wrap(tiny_net())
+    model = featvis.wrap(tiny_net(), normalize="imagenet")
     results = {}
     for device_says in (True, False):
         monkeypatch.setitem(accel.CHANNELS_LAST, device.type, device_says)
@@ -189,7 +189,7 @@ def test_channels_last_does_not_change_the_images(monkeypatch, device):
 
 
 def test_compiled_model_gives_the_plain_models_images_and_compiles_once(monkeypatch):
-    model = featvis.wrap(tiny_net())
+    model = featvis.wrap(tiny_net(), normalize="imagenet")
     plain = render_tiny(model, channel("4", [0, 1]))
     calls, real_compile = [], torch.compile
     monkeypatch.setattr(torch, "compile", lambda m, **kw: calls.append(kw) or real_compile(m, **kw))
@@ -203,7 +203,7 @@ def test_compiled_model_gives_the_plain_models_images_and_compiles_once(monkeypa
 
 
 def test_compile_failure_falls_back_with_a_warning(monkeypatch):
-    model = featvis.wrap(tiny_net())
+    model = featvis.wrap(tiny_net(), normalize="imagenet")
     plain = render_tiny(model, channel("4", [0, 1]))
 
     def broken_compile(module, **kwargs):
@@ -228,7 +228,7 @@ class _FailsBackward(torch.autograd.Function):
 
 
 def test_compile_failure_in_the_backward_also_falls_back(monkeypatch):
-    model = featvis.wrap(tiny_net())
+    model = featvis.wrap(tiny_net(), normalize="imagenet")
     plain = render_tiny(model, channel("4", [0, 1]))
 
     def compile_with_broken_backward(module, **kwargs):
@@ -242,7 +242,7 @@ def test_compile_failure_in_the_backward_also_falls_back(monkeypatch):
 
 def test_a_channels_last_model_stays_channels_last(monkeypatch, device):
     monkeypatch.setitem(accel.CHANNELS_LAST, device.type, True)
-    model = featvis.wrap(tiny_net()).to(memory_format=torch.channels_last)
+    model = featvis.wrap(tiny_net(), normalize="imagenet").to(memory_format=torch.channels_last)
     render_tiny(model, channel("4", 0))
     assert model.net[0].weight.is_contiguous(memory_format=torch.channels_last)
 
@@ -259,7 +259,7 @@ class Branchy(nn.Module):
 
 
 def test_untraceable_model_warns_and_renders_plain():
-    model = featvis.wrap(Branchy())
+    model = featvis.wrap(Branchy(), normalize="imagenet")
     with pytest.warns(RuntimeWarning, match="could not trace"):
         result = render_tiny(model, channel("conv", 1), compile=True)
     torch.testing.assert_close(result.images, render_tiny(model, channel("conv", 1)).images, rtol=0, atol=0)
@@ -267,7 +267,7 @@ def test_untraceable_model_warns_and_renders_plain():
 
 def test_precision_is_checked_before_any_work():
     with pytest.raises(ValueError, match="precision='fp64'.*fp32, bf16, fp16"):
-        render_tiny(featvis.wrap(tiny_net()), channel("4", 0), precision="fp64")
+        render_tiny(featvis.wrap(tiny_net(), normalize="imagenet"), channel("4", 0), precision="fp64")
 
 
 def test_cuda_only_settings_leave_the_cpu_alone():
@@ -280,7 +280,7 @@ def test_cuda_only_settings_leave_the_cpu_alone():
 
 
 def test_auto_batch_on_cpu_is_the_default_within_bounds():
-    model = featvis.wrap(tiny_net())
+    model = featvis.wrap(tiny_net(), normalize="imagenet")
     assert auto_batch(model, "4", 32, device="cpu") == CPU_BATCH
     assert auto_batch(model, "4", 32, device="cpu", max_batch=4) == 4
 
@@ -295,7 +295,7 @@ def test_batch_for_memory_is_linear_and_bounded():
 
 
 def test_pixel_param_and_custom_transforms_still_render():
-    model = featvis.wrap(tiny_net())
+    model = featvis.wrap(tiny_net(), normalize="imagenet")
     r = render_tiny(model, channel("4", [1, 0]), param=pixel(14, 12, batch=2),
                     transforms=[T.pad(3, mode="reflect"), T.jitter(2), T.random_rotate([30]), T.random_scale([1.2])])
     assert r.images.shape == (2, 3, 12, 14) and torch.isfinite(r.images).all()

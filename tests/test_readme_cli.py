@@ -15,7 +15,8 @@ from PIL import Image
 
 from featvis.cli import main
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 BLOCK = re.compile(r"^(<!-- cluster block[^\n]*\n)?```bash\n(.*?)^```", re.S | re.M)
 SHARD_TESTS = Path(__file__).resolve().parent / "test_shard.py"
 #: not featvis commands: installing, and running this very test suite
@@ -68,6 +69,8 @@ def test_every_featvis_line_runs(tmp_path, monkeypatch, capsys):
         if not line.startswith("featvis "):
             continue
         argv = [str(photos) if a == "~/imagenet/val" else a for a in shlex.split(line)[1:]]
+        # the README's worked example of your own model lives in the repository's examples/
+        argv = [str(ROOT / a) if a.startswith("examples/") else a for a in argv]
         argv += FAST.get(argv[0], [])
         status = main(argv)
         assert status == 0, f"{line} -> exit {status}: {capsys.readouterr().err[-2000:]}"

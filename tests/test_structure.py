@@ -67,7 +67,7 @@ def test_the_checker_sees_a_cycle():
 #: (DESIGN.md draws them). A module belongs to the first room with a prefix of its name.
 ROOMS = [
     ("core", ["featvis", "featvis.lazy", "featvis.errors", "featvis.io", "featvis.rng", "featvis._cache"]),
-    ("engine", ["featvis.hooks", "featvis.units", "featvis.accel", "featvis.step", "featvis.render", "featvis.presets",
+    ("engine", ["featvis.hooks", "featvis.units", "featvis.accel", "featvis.threads", "featvis.step", "featvis.render", "featvis.presets",
                 "featvis.recipes", "featvis.objectives", "featvis.param", "featvis.transforms", "featvis.models"]),
     ("figures", ["featvis.figures"]),
     ("jobs", ["featvis.jobs"]),

@@ -102,7 +102,7 @@ def test_a_plugin_that_loads_with_pickle_is_made_weights_only(tmp_path):
     @register("careless_plugin", "a plugin that calls torch.load(weights_only=False)")
     def build(weights="default"):
         torch.load(path, weights_only=False)
-        return featvis.wrap(nn.Conv2d(3, 4, 3))
+        return featvis.wrap(nn.Conv2d(3, 4, 3), normalize=None)
 
     with pytest.raises(pickle.UnpicklingError):
         load_model("careless_plugin", "default", device="cpu")
@@ -114,11 +114,13 @@ def test_a_plugin_that_loads_with_pickle_is_made_weights_only(tmp_path):
 
 def user_net():
     torch.manual_seed(0)
-    return nn.Sequential(OrderedDict([
+    net = nn.Sequential(OrderedDict([
         ("conv1", nn.Conv2d(3, 8, 3, padding=1)), ("bn", nn.BatchNorm2d(8)), ("relu", nn.ReLU()),
         ("drop", nn.Dropout(0.5)), ("conv2", nn.Conv2d(8, 8, 3, padding=1)),
         ("pool", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(8, 4)),
     ]))
+    net.featvis_normalize = "imagenet"  # its input convention, declared (featvis.wrap does not guess)
+    return net
 
 
 def snapshot(net):

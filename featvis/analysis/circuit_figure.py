@@ -37,10 +37,11 @@ def _label(inp: "Input") -> str:
     return f"{'+' if inp.sign == 'excitatory' else '-'}{inp.norm:.3g}"
 
 
-def _visualizations(model, units: Sequence[Tuple[str, int]], size: int, steps: int, seed: int, device,
-                    progress: bool, from_dir: Optional[Path]) -> List:
+def _visualizations(model, units: Sequence[Tuple[str, int]], size: Optional[int], steps: int, seed: int, device,
+                    progress: bool, from_dir: Optional[Path], preset: Optional[str] = None) -> List:
     """One image per unit: read from ``from_dir/<layer>/<channel>.png`` where it is there, the
-    others rendered together in one batch (image i maximizes unit i)."""
+    others rendered together in one batch (image i maximizes unit i), with ``preset``'s recipe
+    (:mod:`featvis.presets`) or a plain Fourier image (``size`` None: the preset's, else 128)."""
     from ..objectives import channel
     from ..param import fourier
     from ..render import render
@@ -57,25 +58,33 @@ def _visualizations(model, units: Sequence[Tuple[str, int]], size: int, steps: i
         print(f"featvis circuit: {from_dir} has no visualization of {names}; rendering them", file=sys.stderr)
     if todo:
         objective = sum(channel(units[i][0], units[i][1], batch=j) for j, i in enumerate(todo))
-        result = render(model, objective, param=fourier(size, batch=len(todo)), steps=steps, seed=seed,
-                        device=device, progress=progress)
+        if preset is not None:
+            from ..presets import resolve
+            recipe = resolve(preset, batch=len(todo), steps=steps, size=size)
+        else:
+            recipe = dict(param=fourier(size or 128, batch=len(todo)), steps=steps)
+        result = render(model, objective, **recipe, seed=seed, device=device, progress=progress)
         for j, i in enumerate(todo):
             images[i] = result.images[j]
     return [images[i] for i in range(len(units))]
 
 
-def circuit_figure(model, unit, src: str, k: int = 8, size: int = 128, steps: int = 512, seed: int = 0,
+def circuit_figure(model, unit, src: str, k: int = 8, size: Optional[int] = None, steps: int = 512, seed: int = 0,
                    device=None, progress: bool = True, from_dir=None, inputs: Optional[List["Input"]] = None,
-                   out=None, **figure_kwargs):
+                   out=None, preset: Optional[str] = None, **figure_kwargs):
     """The circuit figure of ``unit`` (``"mixed3b:342"``) from layer ``src``; returns (image, inputs).
 
     Top row: the unit's visualization, then its ``k`` strongest inputs' (see
     :func:`featvis.circuits.top_inputs`, or pass ``inputs``). Bottom row: the colour scale, then
     each input's expanded-weight heatmap, all on one symmetric scale, captioned with the sign and
     norm. ``from_dir``: a render folder to take visualizations from (the rest are rendered in one
-    batch). Other keyword arguments go to :func:`featvis.figures.figure` (``dpi``, ``size_in``...);
+    batch) with ``preset``'s recipe (:mod:`featvis.presets`; ``size`` None: the preset's size, else
+    128). Other keyword arguments go to :func:`featvis.figures.figure` (``dpi``, ``size_in``...);
     ``out`` writes ``.png`` or ``.pdf``.
     """
+    if size is None:
+        from ..presets import get
+        size = get(preset).size if preset is not None else 128
     from ..figures.grid import figure
     from .circuits import parse_unit, top_inputs
 
@@ -86,7 +95,7 @@ def circuit_figure(model, unit, src: str, k: int = 8, size: int = 128, steps: in
         raise UsageError(f"{layer}:{n} has no input from {src!r} (every expanded weight is zero)")
     units = [(layer, n)] + [(src, inp.channel) for inp in inputs]
     vis = _visualizations(model, units, size, steps, seed, device, progress,
-                          Path(from_dir) if from_dir is not None else None)
+                          Path(from_dir) if from_dir is not None else None, preset)
     scale = max(inp.weights.abs().max().item() for inp in inputs)
     # Cells a whole number of weights wide, so each heatmap fills its cell with square blocks, and
     # at least 3 px a weight, so that a large window (the hand-coded curves see 50 x 50 lines) reads.
@@ -137,6 +146,7 @@ as they are, at src = 0). Red excites, blue inhibits, white is zero, on one scal
 examples:
   featvis circuit inceptionv1 mixed3b:342 --from mixed3a --top 8 --out circuit.pdf
   featvis circuit handcoded curves:2 --from edges --out curve.png --record renders
+  featvis circuit resnet50 layer3.1:7 --from layer3.0 --preset fourier-crops --out circuit.png
 """
 
 
@@ -155,7 +165,11 @@ def add_arguments(parser) -> None:
                         help="a render folder holding the visualizations as <layer>/<channel>.png; missing ones are rendered")
     parser.add_argument("--weights", default="default", metavar="default|none|PATH",
                         help="pretrained weights (default), random init from --seed (none), or a state dict file")
-    parser.add_argument("--size", type=int, default=128, help="visualization size in pixels (default: 128)")
+    parser.add_argument("--size", type=int, default=None, help="visualization size in pixels (default: the preset's, else 128)")
+    from ..presets import PRESETS
+    parser.add_argument("--preset", choices=list(PRESETS), default=None,
+                        help="the visualizations' whole recipe, as featvis render --preset (fourier-crops or maco read "
+                             "best on modern ImageNet nets; default: lucid's plain Fourier image)")
     parser.add_argument("--steps", type=int, default=512, help="optimization steps (default: 512)")
     parser.add_argument("--seed", type=int, default=0, help="render seed (default: 0)")
     parser.add_argument("--keep-nonlinear", action="store_true",
@@ -173,7 +187,7 @@ def _check(args) -> None:
         raise UsageError(f"--out {args.out}: the figure is written as .png or .pdf; end the name with one of them")
     if args.top < 1:
         raise UsageError(f"--top {args.top}: show at least one input")
-    if args.size < 8:
+    if args.size is not None and args.size < 8:
         raise UsageError(f"--size {args.size}: give at least 8 pixels")
     if args.steps < 1:
         raise UsageError(f"--steps {args.steps}: must be at least 1")
@@ -207,6 +221,6 @@ def run(args) -> int:
     if args.out is not None:
         image, _ = circuit_figure(model, args.unit, args.src, size=args.size, steps=args.steps, seed=args.seed,
                                   device=device, progress=not args.quiet, from_dir=args.from_dir, inputs=inputs,
-                                  out=args.out, dpi=args.dpi)
+                                  out=args.out, dpi=args.dpi, preset=args.preset)
         print(f"wrote {args.out} ({image.width}x{image.height} px)")
     return 0

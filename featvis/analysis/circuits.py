@@ -159,7 +159,7 @@ def _dtype_of(model: nn.Module) -> torch.dtype:
 def _prepare_copy(model: nn.Module, src: str, dst: str, device) -> Tuple[nn.Module, _Feed]:
     """A deep copy of ``model`` on ``device``, in eval mode, without weight gradients, with ``src``
     replaced by a :class:`_Feed`."""
-    from ..models import as_model, pick_device
+    from ..models import pick_device
     from ..models.redirect import set_redirect
 
     if src == INPUT:
@@ -167,7 +167,9 @@ def _prepare_copy(model: nn.Module, src: str, dst: str, device) -> Tuple[nn.Modu
                          "name the first layer whose units you want as inputs")
     if src == dst:
         raise UsageError(f"src and dst are both {src!r}; give an earlier layer as src")
-    base = as_model(model)
+    from ..models.wrap import FeatvisModel, wrap
+    # the path from src to dst never sees the image, so the net's input convention does not matter
+    base = model if isinstance(model, FeatvisModel) else wrap(model, normalize=getattr(model, "featvis_normalize", None))
     resolve(base, [src, dst])  # a NotFound with close matches, before any copying
     device = pick_device(device)
     twin = copy.deepcopy(base).to(device).eval()

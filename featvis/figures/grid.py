@@ -333,6 +333,18 @@ def _label_font(size: int):
         return ImageFont.load_default()
 
 
+#: A sheet label wraps to at most this many lines under its cell.
+LABEL_LINES = 2
+
+
+def _label_lines(font, text: str, width: int) -> List[str]:
+    """``text`` wrapped to ``width`` px, at most :data:`LABEL_LINES` lines, the last cut with an ellipsis."""
+    lines = _wrap(font, text, width)
+    if len(lines) > LABEL_LINES:
+        lines = lines[:LABEL_LINES - 1] + [_fit_line(font, " ".join(lines[LABEL_LINES - 1:]) + _ELLIPSIS, width)]
+    return lines
+
+
 def sheet(images, labels=None, cols: Optional[int] = None, pad: int = 4, cell: Optional[int] = None,
           background=(255, 255, 255), color=(40, 40, 40), path: Optional[PathLike] = None,
           title: Optional[str] = None) -> Image.Image:
@@ -342,8 +354,9 @@ def sheet(images, labels=None, cols: Optional[int] = None, pad: int = 4, cell: O
     string per image, or ``None`` for no labels. ``cols`` defaults to a near-square grid. Every cell
     is as large as the largest image (smaller ones are centred), or ``cell`` pixels wide and high
     with each image scaled to fit (up or down: ``cell=256`` enlarges 64 px renders 4x, pixel
-    blocks kept sharp). ``pad`` pixels separate cells and frame the sheet. ``title``: a line above
-    the grid (the model and layer, say). With ``path`` the sheet is written atomically, PNG or PDF
+    blocks kept sharp). ``pad`` pixels separate cells and frame the sheet. ``title``: text above
+    the grid (the model and layer, say), wrapped to the sheet's width; labels wrap to the cell's
+    width (two lines at most, then an ellipsis), so that they never overlap. With ``path`` the sheet is written atomically, PNG or PDF
     (or any PIL format) by suffix. Returns the sheet.
 
     >>> featvis.figures.sheet(result.images, labels=["97", "143"], path="sheet.png")
@@ -364,23 +377,29 @@ def sheet(images, labels=None, cols: Optional[int] = None, pad: int = 4, cell: O
     cols = max(1, min(n, cols or math.ceil(math.sqrt(n))))
     rows = math.ceil(n / cols)
     font = _label_font(max(10, min(cw // 8, 24))) if labels is not None else None
-    label_h = (font.getbbox("0Ag_")[3] + pad) if font is not None else 0
+    # Labels wrap at spaces to the cell's width (at most LABEL_LINES lines, the last cut with an
+    # ellipsis): a long label never runs into its neighbour's.
+    label_lines = [_label_lines(font, str(t), cw) for t in labels] if font is not None else []
+    line_h = font.getbbox("0Ag_")[3] if font is not None else 0
+    label_h = (max(map(len, label_lines), default=1) * line_h + pad) if font is not None else 0
     width = cols * (cw + pad) + pad
     title_font = _label_font(max(12, min(width // 30, 28))) if title else None
-    title_h = (title_font.getbbox("0Ag_")[3] + 2 * pad) if title_font is not None else 0
+    # The title wraps to the sheet's width, so a long one (model, layer, preset, settings) is shown whole.
+    title_lines = _wrap(title_font, str(title), width - 2 * pad) if title_font is not None else []
+    title_line_h = title_font.getbbox("0Ag_")[3] if title_font is not None else 0
+    title_h = (len(title_lines) * title_line_h + 2 * pad) if title_font is not None else 0
 
     out = Image.new("RGB", (width, title_h + rows * (ch + label_h + pad) + pad), background)
     draw = ImageDraw.Draw(out)
-    if title_font is not None:
-        draw.text((pad, pad), str(title), fill=color, font=title_font)
+    for j, line in enumerate(title_lines):
+        draw.text((pad, pad + j * title_line_h), line, fill=color, font=title_font)
     for i, im in enumerate(pics):
         r, c = divmod(i, cols)
         x0, y0 = pad + c * (cw + pad), title_h + pad + r * (ch + label_h + pad)
         out.paste(im, (x0 + (cw - im.width) // 2, y0 + (ch - im.height) // 2))
-        if font is not None:
-            text = str(labels[i])
+        for j, text in enumerate(label_lines[i] if font is not None else []):
             tw = draw.textlength(text, font=font)
-            draw.text((x0 + (cw - tw) / 2, y0 + ch + pad // 2), text, fill=color, font=font)
+            draw.text((x0 + (cw - tw) / 2, y0 + ch + pad // 2 + j * line_h), text, fill=color, font=font)
     if path is not None:
         save_image(out, path)
     return out

@@ -4,7 +4,7 @@ A spec names the model, the render settings and the grid; each cell is a unit. F
 
     {
       "model": "inceptionv1", "weights": "default",
-      "size": 128, "steps": 512, "seed": 0,
+      "size": 128, "steps": 512, "seed": 0, "preset": "lucid",
       "rows": [
         {"title": "mixed4a", "cells": ["mixed4a:476", "mixed4a:476@7,7", "mixed4a:476+mixed4a:465"]},
         {"title": "mixed4b", "cells": ["mixed4b:465", null, "-mixed4b:465"]}
@@ -17,7 +17,9 @@ A spec names the model, the render settings and the grid; each cell is a unit. F
 
 A cell is ``"layer:channel"`` (the channel's mean), ``"layer:channel@x,y"`` (the neuron at
 column x, row y), several joined by ``+`` (maximized together), each optionally negated with a
-leading ``-``; ``null`` leaves the cell blank. ``figure`` holds keyword arguments of
+leading ``-``; ``null`` leaves the cell blank. ``preset`` (optional) is a whole recipe of
+:mod:`featvis.presets` (``fourier-crops`` reads best on modern ImageNet nets; its ``size`` is the
+default size then); without it a plain Fourier image. ``figure`` holds keyword arguments of
 :func:`featvis.figures.figure`; ``captions: true`` writes each cell's final objective under it. A
 relative ``out`` is relative to the spec file's folder.
 """
@@ -36,7 +38,8 @@ from ..units import Unit
 from .grid import figure, figure_layout
 
 #: Keys a spec may have (anything else is a typo worth reporting).
-KEYS = {"model", "weights", "size", "steps", "seed", "lr", "batch", "rows", "col_titles", "captions", "figure", "out"}
+KEYS = {"model", "weights", "size", "steps", "seed", "lr", "batch", "preset", "rows", "col_titles", "captions", "figure",
+        "out"}
 
 
 def cell_objective(text: str, index: int) -> Objective:
@@ -103,6 +106,11 @@ def check_spec(spec: dict, where="the spec", out=None) -> None:
     figure options, the output suffix. Raises :class:`UsageError`."""
     if not isinstance(spec["model"], str):
         raise UsageError(f"{where}: 'model' must be a model name (see: featvis models)")
+    if spec.get("preset") is not None:
+        from ..presets import PRESETS
+        if spec["preset"] not in PRESETS:
+            raise UsageError(f"{where}: 'preset' is {spec['preset']!r}; expected one of {', '.join(PRESETS)} "
+                             "(see featvis.presets), or leave it out")
     _whole(spec, "size", 8, 4096, where)
     _whole(spec, "steps", 1, 10**7, where)
     _whole(spec, "seed", 0, 2**63 - 1, where)
@@ -159,15 +167,25 @@ def render_spec(spec: dict, model=None, device=None, progress: bool = True, base
                                          for c, text in enumerate(row["cells"]) if text is not None]
     if not cells:
         raise UsageError("the spec has no cells to render (every cell is null)")
-    size, batch = int(spec.get("size", 128)), int(spec.get("batch", len(cells)))
+    preset = spec.get("preset")
+    if spec.get("size") is not None:
+        size = int(spec["size"])
+    else:
+        from ..presets import get
+        size = get(preset).size if preset else 128
+    batch = int(spec.get("batch", len(cells)))
     images, values = {}, {}
     for start in range(0, len(cells), batch):
         group = cells[start:start + batch]
         objective = sum(cell_objective(text, i) for i, (_, _, text) in enumerate(group))
-        lr = {"lr": float(spec["lr"])} if spec.get("lr") is not None else {}
-        result = render(model, objective, param=fourier(size, batch=len(group)),
-                        steps=int(steps if steps is not None else spec.get("steps", 512)),
-                        seed=spec.get("seed", 0), device=device, progress=progress, **lr)
+        lr = float(spec["lr"]) if spec.get("lr") is not None else None
+        n_steps = int(steps if steps is not None else spec.get("steps", 512))
+        if preset:
+            from ..presets import resolve
+            recipe = resolve(preset, batch=len(group), steps=n_steps, lr=lr, size=size)
+        else:
+            recipe = dict(param=fourier(size, batch=len(group)), steps=n_steps, **({"lr": lr} if lr else {}))
+        result = render(model, objective, **recipe, seed=spec.get("seed", 0), device=device, progress=progress)
         for i, (r, c, _) in enumerate(group):
             images[r, c], values[r, c] = result.images[i], float(result.values[i])
     rows = [[images.get((r, c)) for c in range(len(row["cells"]))] for r, row in enumerate(spec["rows"])]

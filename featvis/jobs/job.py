@@ -355,7 +355,7 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
                 size: Optional[int] = None, steps: int = 512, lr: Optional[float] = None,
                 param: Optional[str] = None, preset: Optional[str] = None, diversity: int = 1, diversity_weight: Optional[float] = None, seed: int = 0,
                 deterministic: bool = True, graph=False, device: str = "auto", batch="auto", format: str = "png", force: bool = False,
-                shard: Shard = SINGLE, argv: Optional[Sequence[str]] = None) -> ShardJob:
+                shard: Shard = SINGLE, argv: Optional[Sequence[str]] = None, threads: Optional[int] = None) -> ShardJob:
     """Check everything a (shard of a) whole-model job needs and return it, writing nothing.
 
     ``layers``: layer names, or ``layer_set`` ``"blocks"``/``"all"``; ``channels`` applies to
@@ -368,6 +368,9 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
     :data:`featvis.jobs.settings.DIVERSITY_WEIGHT` (relative to the objective); the manifest records both.
     ``deterministic`` and ``graph`` are :func:`featvis.render`'s (``deterministic`` is a setting: it
     can change pixels on a GPU; ``graph`` is not: it changes only how a step is launched).
+    ``threads``: torch's CPU threads (:func:`featvis.threads.choose`: ``None`` is ``$FEATVIS_THREADS``,
+    else the folder's count when resuming, else the idle cores); set here, and on the CPU recorded as
+    a setting, because there it changes pixels.
     """
     import math
 
@@ -397,6 +400,8 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
     else:
         size = 128 if size is None else size
         param = "fourier" if param is None else param
+    from ..models.open import check_model_name
+    check_model_name(model)  # before "no layer given": a forgotten model name reads as one
     if layers and layer_set:
         raise UsageError(f"name layers ({' '.join(layers)}) or give --layers {layer_set}, not both")
     if not layers and not layer_set:
@@ -433,11 +438,12 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
     folder.check_writable()
     old = None if force else folder.read()
     dev = pick_device(device)
+    cpu_threads = _threads(threads, old, dev, shard, out)
     net = open_model(model, weights, dev, seed)
     names = list(layers) or select_layers(net, layer_set, size, model)
     folder.check_writable(names)
     settings = Settings(neurons, int(size), int(steps), float(lr), param, int(diversity), float(diversity_weight),
-                        int(seed), format, dev.type, bool(deterministic), preset)
+                        int(seed), format, dev.type, bool(deterministic), preset, cpu_threads)
     if getattr(net, "in_channels", 3) not in (1, 3):
         raise UsageError(f"{model} takes {net.in_channels}-channel images, and a render folder holds PNGs of 1 (gray) or "
                          "3 (RGB) channels; render it from Python (featvis.render returns every channel)")
@@ -479,11 +485,46 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
         "featvis": __version__, "torch": torch.__version__, "python": platform.python_version(),
         "device": header["device"], "batch": n, "layer": ",".join(names), "channels": channels,
         "shard": str(shard), "launcher": shard.source, "host": socket.gethostname(), "pid": os.getpid(),
+        "threads": torch.get_num_threads(),
+        # the plugin modules that registered models when this ran (a site's reproduce command names them)
+        "plugins": [m.strip() for m in os.environ.get("FEATVIS_PLUGINS", "").split(",") if m.strip()],
         "argv": list(argv) if argv is not None else None,
     }
     recorded = {} if old is None else {layer: dict(sec.get("images", {})) for layer, sec in old.get("layers", {}).items()}
     return ShardJob(net, chosen, plan_batches(chosen, n, settings.diversity), shard, out, n, dev, settings, header,
                     job, run_record, info, recorded, force, graph)
+
+
+def _threads(threads: Optional[int], old: Optional[dict], dev, shard: Shard, out) -> Optional[int]:
+    """Set torch's CPU threads for the job; returns the ``threads`` setting to record (the count on
+    the CPU, ``None`` on CUDA or when resuming a CPU folder written before the count was recorded).
+
+    A resumed CPU job takes the folder's count unless the user chose one (``--threads``,
+    ``FEATVIS_THREADS``): then another count is refused, since its images would differ from those
+    already there. Shards choose without looking at the load, so that shards started at different
+    moments choose alike."""
+    from ..threads import apply, choose, explicit_choice
+    settings = (old or {}).get("settings") or {}
+    on_cpu = dev.type == "cpu"
+    recorded = settings.get("threads") if on_cpu and settings.get("device") == "cpu" else None
+    legacy = on_cpu and settings.get("device") == "cpu" and "threads" not in settings
+    if legacy:  # "cpu (x86_64, 2 threads)": the count those images were made with
+        import re
+        found = re.search(r"(\d+) threads\)$", str((old or {}).get("device", "")))
+        recorded = int(found.group(1)) if found else None
+    chosen = explicit_choice(threads)
+    if on_cpu and recorded is not None and chosen is not None and chosen != recorded:
+        raise UsageError(f"{out} holds images rendered with {recorded} CPU thread(s), and on the CPU the thread count "
+                         f"changes the pixels; drop --threads/FEATVIS_THREADS to resume with {recorded} (the folder's), "
+                         "choose another --out, or pass --force to start over there")
+    n, source = choose(threads, recorded, load_aware=shard.count == 1)
+    from ..threads import available_cpus
+    if source == "the folder's" and n > available_cpus():
+        warnings.warn(f"{out} was rendered with {n} CPU threads, more than the {available_cpus()} CPUs here: resuming "
+                      "with as many (the images depend on the count) will be slow; --force starts over with fewer",
+                      RuntimeWarning, stacklevel=2)
+    apply(n)
+    return n if on_cpu and not legacy else None
 
 
 def prepare(model: str, layer: str, channels: str = "all", out="renders", **options) -> ShardJob:
@@ -540,7 +581,7 @@ def render_command(args, argv: Optional[Sequence[str]] = None) -> int:
                       diversity_weight=args.diversity_weight, seed=args.seed,
                       deterministic=args.deterministic, graph=args.graph,
                       device=device_for(shard, args.device), batch=args.batch, format=args.format,
-                      force=args.force, shard=shard, argv=argv)
+                      force=args.force, shard=shard, argv=argv, threads=args.threads)
     names = [layer for layer, _ in job.layers]
     what = names[0] if len(names) == 1 else f"{len(names)} layers"
     who = "" if shard.count == 1 else f"shard {shard} ({shard.source}): "

@@ -51,6 +51,10 @@ class Settings:
     device: str = "cpu"  # the device type that ran ("cpu", "cuda"): the two round differently
     deterministic: bool = True  # deterministic kernels (on CUDA: the same bytes from a resumed run)
     preset: Optional[str] = None  # a featvis.presets recipe (its param, transforms, lr schedule), or None
+    # CPU threads that ran (featvis.threads): on the CPU oneDNN sums some convolutions differently for
+    # different counts, so the count changes pixels; None on CUDA (it changes none there) and in
+    # folders written before it was recorded
+    threads: Optional[int] = None
 
 
 def batch_objective(layer: str, chans: Sequence[int], neurons: bool = False, k: int = 1,

@@ -12,6 +12,14 @@ from .layout import Layout, as_layout
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+#: ``wrap(net)`` without ``normalize=``: the convention ``net`` declares (its ``featvis_normalize``
+#: attribute), else an error saying how to declare it. A guess is worse than an error: ImageNet's
+#: mean and std applied to a net that normalizes inside (or expects [-1, 1]) changes what it sees,
+#: and its top class, without a word.
+DECLARED = "declared"
+#: The attribute a net may carry to declare its input convention (any value ``normalize=`` takes).
+DECLARE_ATTR = "featvis_normalize"
+
 #: The layer name of a wrapped model's output (the whole net's forward), for ``class_logit``.
 LOGITS = "logits"
 
@@ -41,7 +49,7 @@ class FeatvisModel(nn.Module):
                  in_channels: Optional[int] = None, layouts: Optional[Mapping[str, object]] = None, tokens=None):
         super().__init__()
         self.net = net
-        self.name = name or type(net).__name__
+        self.name = name or display_name(net)
         if normalize is None:
             self.register_buffer("mean", None)
             self.register_buffer("std", None)
@@ -97,24 +105,70 @@ def _channels(n) -> int:
 
 
 def _block_types() -> tuple:
-    """torchvision's residual, ConvNeXt and inception block classes (none while torchvision is not
-    imported: then no model holds one, and importing it would cost seconds)."""
+    """torchvision's residual, ConvNeXt, inception and inverted-residual (MobileNetV2/V3,
+    EfficientNet) block classes (none while torchvision is not imported: then no model holds one,
+    and importing it would cost seconds)."""
     import sys
     if "torchvision" not in sys.modules:
         return ()
     from torchvision.models.convnext import CNBlock
+    from torchvision.models.efficientnet import FusedMBConv, MBConv
     from torchvision.models.googlenet import Inception
+    from torchvision.models.mobilenetv2 import InvertedResidual as MobileNetV2Block
+    from torchvision.models.mobilenetv3 import InvertedResidual as MobileNetV3Block
     from torchvision.models.resnet import BasicBlock, Bottleneck
-    return (BasicBlock, Bottleneck, CNBlock, Inception)
+    return (BasicBlock, Bottleneck, CNBlock, Inception, MobileNetV2Block, MobileNetV3Block, MBConv, FusedMBConv)
 
 
-def wrap(module: nn.Module, normalize=(IMAGENET_MEAN, IMAGENET_STD), name: Optional[str] = None,
+def display_name(module: nn.Module) -> str:
+    """A net's name for messages: its class, or, for a thin wrapper whose only child holds every
+    parameter (``_Scaled(net)`` that rescales the input), the class of the net inside."""
+    seen = module
+    containers = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+    for _ in range(4):
+        children = list(seen.children())
+        if len(children) != 1 or any(True for _ in seen.parameters(recurse=False)) \
+                or isinstance(children[0], containers):  # a net whose body is one Sequential is the net
+            break
+        seen = children[0]
+    if seen is module:
+        return type(module).__name__
+    return f"{type(seen).__name__} (in {type(module).__name__})"
+
+
+def _declared_normalize(module: nn.Module, name: str):
+    """What ``module`` says about its input, or a :class:`~featvis.errors.UsageError` saying how to say it."""
+    if hasattr(module, DECLARE_ATTR):
+        return getattr(module, DECLARE_ATTR)
+    from ..errors import UsageError
+    raise UsageError(
+        f"featvis cannot tell how {name} expects its input, and will not guess: declare it with "
+        f"featvis.wrap(net, normalize=None) if it takes [0, 1] RGB (it normalizes inside, like the nets of "
+        f"../shared/models), normalize=\"imagenet\" for torchvision's ImageNet mean and std, or "
+        f"normalize=((r, g, b), (r, g, b)) for another mean and std (or set net.{DECLARE_ATTR} to one of these)")
+
+
+def _normalize_arg(normalize):
+    """``"imagenet"`` -> torchvision's (mean, std); anything else as given."""
+    if isinstance(normalize, str):
+        if normalize.lower() == "imagenet":
+            return (IMAGENET_MEAN, IMAGENET_STD)
+        from ..errors import UsageError
+        raise UsageError(f"normalize={normalize!r}: use None ([0, 1] RGB in), \"imagenet\", or (mean, std) with "
+                         "one value per input channel each")
+    return normalize
+
+
+def wrap(module: nn.Module, normalize=DECLARED, name: Optional[str] = None,
          in_channels: Optional[int] = None, layouts: Optional[Mapping[str, object]] = None, tokens=None) -> FeatvisModel:
     """Make ``module`` a featvis model: [0,1] images in, ``(x - mean) / std`` fed to ``module``.
 
-    ``normalize=None`` passes the [0,1] image through unchanged. Layer names stay ``module``'s own
-    (``wrap(resnet).named_layers()`` has ``layer3.1``, not ``net.layer3.1``). The input has as
-    many channels as ``mean`` has values (``in_channels`` for ``normalize=None``; default 3):
+    ``normalize``: ``None`` passes the [0,1] image through unchanged (a net that normalizes inside);
+    ``"imagenet"`` is torchvision's ImageNet mean and std; ``(mean, std)`` any other, one value per
+    input channel each. Left out, the net must declare it (``net.featvis_normalize = None`` etc.): featvis does not
+    guess, since a wrong guess changes what the net sees without a word. Layer names stay
+    ``module``'s own (``wrap(resnet).named_layers()`` has ``layer3.1``, not ``net.layer3.1``). The input
+    has as many channels as ``mean`` has values (``in_channels`` for ``normalize=None``; default 3):
     a grayscale net takes ``normalize=((0.5,), (0.5,))`` and is rendered grayscale. ``layouts``
     and ``tokens`` declare layers that are not (B, C, H, W) (see :class:`FeatvisModel`).
 
@@ -125,7 +179,10 @@ def wrap(module: nn.Module, normalize=(IMAGENET_MEAN, IMAGENET_STD), name: Optio
         return module
     if not isinstance(module, nn.Module):
         raise TypeError(f"featvis.wrap needs an nn.Module, got {type(module).__name__}")
-    wrapped = FeatvisModel(module, normalize, name=name, in_channels=in_channels, layouts=layouts, tokens=tokens)
+    if isinstance(normalize, str) and normalize == DECLARED:
+        normalize = _declared_normalize(module, name or display_name(module))
+    wrapped = FeatvisModel(module, _normalize_arg(normalize), name=name or display_name(module),
+                           in_channels=in_channels, layouts=layouts, tokens=tokens)
     wrapped.training = module.training  # the wrapper follows the net; the net's own flags are untouched
     device = module_device(module)
     # A wrapper made around a module that is already on a GPU lives there too (render() moves a
@@ -143,7 +200,8 @@ def module_device(module: nn.Module) -> Optional[torch.device]:
 
 
 def as_model(model: nn.Module) -> FeatvisModel:
-    """``model`` itself if it is a featvis model, else ``model`` wrapped with ImageNet normalization."""
+    """``model`` itself if it is a featvis model, else :func:`wrap` ``(model)``: its declared input
+    convention, or an error saying how to declare it."""
     if isinstance(model, FeatvisModel):
         return model
     return wrap(model)

@@ -68,6 +68,7 @@ class Folder:
     topk: Dict[str, dict]  # layer -> {"info": {...}, "channels": {c: [Example]}}
     circuits: Dict[str, Dict[int, Circuit]]  # layer -> channel -> Circuit
     warnings: List[str] = field(default_factory=list)
+    plugins: List[str] = field(default_factory=list)  # FEATVIS_PLUGINS of the latest run (its model may come from one)
 
 
 def read_folder(path) -> Folder:
@@ -137,8 +138,11 @@ def read_folder(path) -> Folder:
     if not model:
         raise UsageError(f"{path}: its records name no model; give a folder written by featvis render or featvis topk")
     versions = {k: str(m[k]) for k in ("featvis", "torch", "device") if m.get(k)}
+    runs = [r for r in (m.get("runs") or []) if isinstance(r, dict)]
+    plugins = runs[-1].get("plugins") if runs else None
+    plugins = [str(p) for p in plugins] if isinstance(plugins, list) else []
     return Folder(root, str(model), dict(m.get("weights") or {}), dict(settings), versions, layers, topk, circuits,
-                  warnings)
+                  warnings, plugins)
 
 
 @dataclass

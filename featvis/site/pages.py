@@ -37,13 +37,14 @@ def _settings_line(s: dict) -> str:
     if not s:
         return "–"
     keys = [("size", "px"), ("steps", " steps"), ("lr", " lr"), ("param", ""), ("seed", "")]
-    bits = [f"{s[k]}{unit}" if k != "seed" else f"seed {s[k]}" for k, unit in keys if k in s]
+    bits = [f"preset {s['preset']}"] if s.get("preset") else []
+    bits += [f"{s[k]}{unit}" if k != "seed" else f"seed {s[k]}" for k, unit in keys if k in s]
     if s.get("diversity", 1) > 1:
         bits.append(f"diversity {s['diversity']}")
     if s.get("neurons"):
         bits.append("neurons")
     if s.get("device"):
-        bits.append(str(s["device"]))
+        bits.append(str(s["device"]) + (f" ({s['threads']} threads)" if s.get("threads") else ""))
     return ", ".join(bits)
 
 
@@ -81,8 +82,12 @@ def reproduce_command(rs: RenderSet, layer: str, channel: int) -> str:
         argv += ["--weights", str(f.weights["spec"])]
     if s.get("device"):
         argv += ["--device", str(s["device"])]
+    if s.get("threads"):  # on the CPU the thread count changes the pixels
+        argv += ["--threads", str(s["threads"])]
     argv += ["--out", rs.given]
-    return " ".join(shlex.quote(a) for a in argv)
+    # a model registered by a plugin needs the plugin again (a path/to/file.py:build model names its file itself)
+    env = [f"FEATVIS_PLUGINS={','.join(f.plugins)}"] if f.plugins else []
+    return " ".join(shlex.quote(a) for a in env + argv)
 
 
 def index_page(models: Dict[str, Model]) -> str:

@@ -18,12 +18,14 @@ SHEET_MIN_CELL = 128
 
 
 def sheet_title(manifest: dict, layer: str) -> str:
-    """``"inceptionv1 mixed4a: channel, fourier 128 px, 512 steps"``: what a sheet shows."""
+    """``"inceptionv1 mixed4a: channel, fourier 128 px, 512 steps"``: what a sheet shows; with a
+    preset ``"... channel, preset fourier-crops (fourier 224 px), 512 steps"``."""
     s = manifest.get("settings") or {}
     what = "neuron" if s.get("neurons") else "channel"
     extra = f", {s['diversity']} per channel" if int(s.get("diversity", 1)) > 1 else ""
-    return f"{manifest.get('model', '?')} {layer}: {what}, {s.get('param', '?')} {s.get('size', '?')} px, " \
-           f"{s.get('steps', '?')} steps{extra}"
+    image = f"{s.get('param', '?')} {s.get('size', '?')} px"
+    recipe = f"preset {s['preset']} ({image})" if s.get("preset") else image
+    return f"{manifest.get('model', '?')} {layer}: {what}, {recipe}, {s.get('steps', '?')} steps{extra}"
 
 
 class FolderDerived:
