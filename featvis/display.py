@@ -61,12 +61,17 @@ def display_px(size: int) -> int:
     return min(size, MAX_DISPLAY_PX)
 
 
-def _img(image, alt: str) -> str:
+#: A cell is at least this wide (CSS px), so that a caption under a small image wraps to a few lines.
+MIN_CELL_PX = 120
+
+
+def _img(image, alt: str) -> Tuple[str, int]:
+    """The ``<img>`` of ``image`` and the width (CSS px) it is shown at."""
     im = pil(image)
     scale = display_px(max(im.size)) / max(im.size)
     w, h = max(1, round(im.width * scale)), max(1, round(im.height * scale))
     return (f'<img src="{data_uri(im)}" width="{w}" height="{h}" alt="{html.escape(alt)}" '
-            'style="image-rendering: pixelated; background: #808080; display: block; margin: 0 auto">')
+            'style="image-rendering: pixelated; background: #808080; display: block; margin: 0 auto">'), w
 
 
 def html_grid(images: Sequence, labels: Optional[Sequence[str]] = None, captions: Optional[Sequence[str]] = None,
@@ -82,10 +87,10 @@ def html_grid(images: Sequence, labels: Optional[Sequence[str]] = None, captions
         caption = "" if captions is None else str(captions[i])
         text = "".join([f"<b>{html.escape(label)}</b>" if label else "",
                         "<br>" if label and caption else "", html.escape(caption)])
-        cells.append('<figure style="margin: 0; text-align: center; font-size: 12px; line-height: 1.3">'
-                     f"{_img(image, label or f'image {i}')}"
-                     f'<figcaption style="max-width: {MAX_DISPLAY_PX}px; overflow-wrap: anywhere">{text}'
-                     "</figcaption></figure>")
+        img, width = _img(image, label or f"image {i}")
+        cells.append(f'<figure style="margin: 0; width: {max(width, MIN_CELL_PX)}px; text-align: center; '
+                     f'font-size: 12px; line-height: 1.3">{img}'
+                     f'<figcaption style="overflow-wrap: anywhere">{text}</figcaption></figure>')
     parts = ['<div class="featvis" style="font-family: sans-serif">']
     if title:
         parts.append(f'<div style="font-weight: 600; margin-bottom: 4px">{html.escape(title)}</div>')
