@@ -29,10 +29,11 @@ _API = {
     "evaluate": "render", "auto_batch": "render", "Result": "render",
     "load_model": "models", "list_models": "models", "wrap": "models", "layers": "models",
     "activations": "models", "FeatvisModel": "models", "capture": "hooks", "Unit": "units",
+    "show": "figures.show",
 }
 __all__ = [
     "render", "evaluate", "auto_batch", "Result", "load_model", "list_models", "wrap", "layers", "activations",
-    "capture", "Unit", "objectives", "param", "transforms", "metrics", "recipes", "presets", "circuits", "FeatvisModel",
+    "capture", "Unit", "show", "objectives", "param", "transforms", "metrics", "recipes", "presets", "circuits", "FeatvisModel",
     "__version__",
 ]
 

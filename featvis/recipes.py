@@ -93,7 +93,7 @@ def caricature(model, image, layer: str, steps: int = 512, cossim_pow: float = 1
     result = render(model, _match(layer, n, cossim_pow), param=pair, steps=steps, seed=seeds + seeds,
                     transforms=caricature_transforms() if transforms is None else transforms, **render_kwargs)
     return Result(result.images[:n], result.values[:n], result.objective, result.seeds[:n], result.steps,
-                  {k: v[:n] for k, v in result.snapshots.items()})
+                  {k: v[:n] for k, v in result.snapshots.items()}, labels=[f"caricature of {layer}"] * n)
 
 
 #: ``transparent()``'s default alpha weight, relative to the objective: a fully opaque image costs

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Union
 
 import torch
-from tqdm.auto import tqdm
 
 from .accel import check_precision, deterministic_mode, model_runner
 from .hooks import INPUT, capture
@@ -19,6 +18,7 @@ from .models.redirect import relu_redirection
 from .models.state import frozen  # noqa: F401  (featvis.render.frozen: where topk and others import it)
 from .objectives import as_objective
 from .param import fit_images, fourier, image_tensor
+from .progress import bar as progress_bar
 from .rng import RandomSource, image_seeds
 from .step import WARMUP, Stepper, upload
 from .transforms import compose, run_transforms, standard, why_not_capturable
@@ -37,7 +37,9 @@ class Result:
     RGBA for a param with alpha); ``values``: (B,) the objective of each final image (untransformed;
     RGBA over gray); ``snapshots``: {step: images}; ``terms``: the values of the objective's named
     parts (``{"objective": ..., "diversity": ...}`` for :func:`featvis.objectives.scaled`), which
-    sum to ``values``."""
+    sum to ``values``; ``labels``: the unit(s) each image optimizes (``"mixed4a:476"``, "" where the
+    objective names none). In Jupyter a Result shows itself: its images in a grid, each with its
+    unit and value (``_repr_html_``; ``_repr_png_`` the images alone)."""
 
     images: torch.Tensor
     values: torch.Tensor
@@ -46,6 +48,7 @@ class Result:
     steps: int
     snapshots: Dict[int, torch.Tensor] = field(default_factory=dict)
     terms: Dict[str, torch.Tensor] = field(default_factory=dict)
+    labels: List[str] = field(default_factory=list)
 
     def to_pil(self):
         """The images as a list of PIL images."""
@@ -57,6 +60,26 @@ class Result:
         if len(self.images) == 1:
             return [save_image(self.images[0], path)]
         return [save_image(img, path.with_name(f"{path.stem}_{i}{path.suffix}")) for i, img in enumerate(self.images)]
+
+    def captions(self) -> List[str]:
+        """Per image: its value, and each named term's (``"0.52 (objective 0.61, diversity -0.09)"``)."""
+        from .display import fmt
+        out = []
+        for i, v in enumerate(self.values.tolist()):
+            parts = [f"{k} {fmt(float(t[i]))}" for k, t in self.terms.items() if t.dim() == 1 and len(t) > i]
+            out.append(fmt(v) + (f" ({', '.join(parts)})" if parts else ""))
+        return out
+
+    def _repr_html_(self) -> str:
+        from .display import html_grid
+        n = len(self.images)
+        labels = [self.labels[i] if i < len(self.labels) and self.labels[i] else f"image {i}" for i in range(n)]
+        return html_grid(list(self.images), labels, self.captions(),
+                         title=f"{self.objective}: {n} image{'s' if n != 1 else ''}, {self.steps} steps")
+
+    def _repr_png_(self) -> bytes:
+        from .display import png_bytes, tile
+        return png_bytes(tile(list(self.images)))
 
 
 def _optimizer(optimizer, params, lr, device, capture: bool):
@@ -239,7 +262,7 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     with frozen(model, device), deterministic_mode(device, deterministic), \
             sampling(_sampler(device, deterministic, mode)), relu_redirection(model) as redirect, \
             model_runner(model, objective.layers, device, precision, compile, autotune=not deterministic) as run, \
-            tqdm(total=steps, disable=progress is not True, desc=objective.name[:40], leave=False) as bar:
+            progress_bar(total=steps, disable=progress is not True, desc=objective.name[:40], leave=False) as bar:
         with torch.no_grad():  # the bare image's maps: where @x,y point; a bad position fails here, not at the end
             acts = bare(param())
             objective.bind({k: tuple(v.shape[1:]) for k, v in acts.items() if k != INPUT})
@@ -267,7 +290,7 @@ def render(model, objective, param=None, transforms=None, steps: int = 512, lr: 
     if steps in wanted:
         snaps[steps] = image.detach().float().cpu()
     return Result(image.detach().float().cpu(), values.detach().float().cpu(), objective.name, rng.seeds, steps, snaps,
-                  terms)
+                  terms, objective.image_labels(image.shape[0]))
 
 
 def _warn_dead(objective, values: torch.Tensor, grad: Optional[torch.Tensor]) -> None:

@@ -37,6 +37,41 @@ def _label(inp: "Input") -> str:
     return f"{'+' if inp.sign == 'excitatory' else '-'}{inp.norm:.3g}"
 
 
+class CircuitFigure(tuple):
+    """What :func:`circuit_figure` returns: the pair ``(image, inputs)`` (``image, inputs =
+    circuit_figure(...)``), the figure as a PIL image and the inputs it shows, which in Jupyter
+    shows the figure and a table of the inputs. ``unit`` and ``src`` name what it is of."""
+
+    def __new__(cls, image, inputs: List["Input"], unit: str = "", src: str = ""):
+        self = super().__new__(cls, (image, inputs))
+        self.unit, self.src = unit, src
+        return self
+
+    @property
+    def image(self):
+        return self[0]
+
+    @property
+    def inputs(self) -> List["Input"]:
+        return self[1]
+
+    def _repr_png_(self) -> bytes:
+        from ..display import png_bytes
+        return png_bytes(self.image)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        from ..display import data_uri
+        rows = "".join(f"<tr><td>{html.escape(self.src)}:{inp.channel}</td><td>{html.escape(inp.sign)}</td>"
+                       f"<td>{inp.norm:.4g}</td><td>{inp.net:.4g}</td></tr>" for inp in self.inputs)
+        head = "<tr><th>input</th><th>sign</th><th>norm</th><th>net</th></tr>"
+        return (f'<div class="featvis" style="font-family: sans-serif"><div style="font-weight: 600">'
+                f"{html.escape(self.unit)} from {html.escape(self.src)}: its {len(self.inputs)} strongest inputs</div>"
+                f'<img src="{data_uri(self.image)}" width="{self.image.width}" height="{self.image.height}" '
+                f'alt="circuit of {html.escape(self.unit)}"><table style="font-size: 12px">{head}{rows}</table></div>')
+
+
 def _visualizations(model, units: Sequence[Tuple[str, int]], size: Optional[int], steps: int, seed: int, device,
                     progress: bool, from_dir: Optional[Path], preset: Optional[str] = None) -> List:
     """One image per unit: read from ``from_dir/<layer>/<channel>.png`` where it is there, the
@@ -72,7 +107,8 @@ def _visualizations(model, units: Sequence[Tuple[str, int]], size: Optional[int]
 def circuit_figure(model, unit, src: str, k: int = 8, size: Optional[int] = None, steps: int = 512, seed: int = 0,
                    device=None, progress: bool = True, from_dir=None, inputs: Optional[List["Input"]] = None,
                    out=None, preset: Optional[str] = None, **figure_kwargs):
-    """The circuit figure of ``unit`` (``"mixed3b:342"``) from layer ``src``; returns (image, inputs).
+    """The circuit figure of ``unit`` (``"mixed3b:342"``) from layer ``src``; returns
+    :class:`CircuitFigure` ``(image, inputs)``, which Jupyter shows as the figure and a table.
 
     Top row: the unit's visualization, then its ``k`` strongest inputs' (see
     :func:`featvis.circuits.top_inputs`, or pass ``inputs``). Bottom row: the colour scale, then
@@ -107,7 +143,7 @@ def circuit_figure(model, unit, src: str, k: int = 8, size: Optional[int] = None
                 ["max |w|"] + [f"norm {_label(inp)}" for inp in inputs]]
     image = figure(rows, row_titles=["visualization", "expanded\nweights"], col_titles=col_titles,
                    captions=captions, cell=cell, out=out, **figure_kwargs)
-    return image, inputs
+    return CircuitFigure(image, inputs, f"{layer}:{n}", src)
 
 
 def heatmap_path(layer: str, n: int, src: str, c: int) -> str:

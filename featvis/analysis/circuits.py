@@ -219,8 +219,8 @@ def _rows(twin: nn.Module, feed: _Feed, dst: str, chans: List[int], size: int, b
     chunks = [chans[i:i + batch] for i in range(0, len(chans), batch)]
     bar = None
     if progress and len(chunks) > 1:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(chans), desc=f"expanded weights -> {dst}", unit="ch", file=sys.stderr)
+        from ..progress import bar as progress_bar
+        bar = progress_bar(total=len(chans), desc=f"expanded weights -> {dst}", unit="ch", file=sys.stderr)
     with capture(twin, [dst]) as run, Linearized() if linearize else nullcontext():
         for chunk in chunks:
             n = len(chunk)

@@ -16,10 +16,10 @@ from typing import Tuple
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..errors import UsageError
 from ..param.color import COLOR_CORRELATION
+from ..progress import bar as progress_bar
 
 #: Suffixes read as images (what Pillow opens without plugins).
 DEFAULT_SIZE = 224
@@ -49,7 +49,7 @@ def compute_spectrum(folder, size: int = DEFAULT_SIZE, progress: bool = False) -
     files = find_images(folder)
     inverse = torch.linalg.inv(COLOR_CORRELATION.double())
     total = torch.zeros(3, size, size, dtype=torch.float64)
-    for path in tqdm(files, disable=not progress, desc="spectrum", leave=False):
+    for path in progress_bar(files, disable=not progress, desc="spectrum", leave=False):
         try:
             img = _square(path, size).double()
         except (OSError, ValueError) as e:

@@ -29,7 +29,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # tqdm.write only (bars: featvis.progress); tqdm.auto warns in a kernel without ipywidgets
 
 from ..errors import UsageError
 from ..hooks import capture
@@ -38,6 +38,7 @@ from ..jobs.folder import MAIN, MANIFEST, RenderFolder  # noqa: F401  (MANIFEST:
 from ..jobs.sheets import examples_sheet  # noqa: F401  (topk.examples_sheet: its owner is the folder's sheets)
 from ..models import as_model, pick_device
 from ..models.state import frozen
+from ..progress import bar as progress_bar
 
 #: Files ``topk`` reads (compared case-insensitively).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -360,7 +361,7 @@ def topk(model, layer: str, images, channels=None, k: int = 9, size: int = 224, 
     skipped: List[Tuple[Path, str]] = []
     map_size = None
     with frozen(model, device), torch.no_grad(), capture(model, [layer]) as run, \
-            tqdm(total=len(paths), disable=not progress, desc=f"topk {layer}", unit="img", leave=False) as bar:
+            progress_bar(total=len(paths), disable=not progress, desc=f"topk {layer}", unit="img", leave=False) as bar:
         for ids, batch_images, bad in _batches(paths, size, batch, workers):
             for i, reason in bad:
                 skipped.append((paths[i], reason))

@@ -267,8 +267,7 @@ class ShardJob:
         on stderr over the steps of all pending batches, with the images done beside it
         (``step_progress`` is accepted for compatibility: the one bar already counts steps).
         """
-        from tqdm.auto import tqdm
-
+        from ..progress import bar as progress_bar
         from ..render import render
         from .settings import batch_objective, recipe
         s, K = self.settings, self.settings.diversity
@@ -286,7 +285,7 @@ class ShardJob:
             images_done = sum(map(self.done, units))
             # One bar over the steps of every pending batch, so that a job of one batch shows progress
             # and an ETA too; the images done so far beside it.
-            bar = tqdm(total=len(todo) * s.steps, unit="step",
+            bar = progress_bar(total=len(todo) * s.steps, unit="step",
                        desc=self.layers[0][0] if len(self.layers) == 1 else f"shard {self.shard}",
                        disable=not progress, dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 10.0)
             with bar:

@@ -31,7 +31,7 @@ from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from ..progress import bar as tqdm  # the notebook widget in Jupyter, quiet with FEATVIS_PROGRESS=0
 
 from ..errors import one_line
 from ..io import atomic_write

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import functools
 import numbers
-from typing import Callable, Dict, FrozenSet, Iterable, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from ..hooks import INPUT
 
 Acts = Dict[str, torch.Tensor]
+#: image index (None: every image) -> the units it optimizes
+Units = Dict[Optional[int], Tuple[str, ...]]
 
 # Precedence for printing names with the parentheses they need.
 _ATOM, _MUL, _ADD = 3, 2, 1
@@ -27,7 +29,8 @@ class Objective:
     """
 
     def __init__(self, fn: Callable[[Acts], torch.Tensor], layers: Iterable[str], name: str,
-                 batch_size: Optional[int] = None, precedence: int = _ATOM, binders: Tuple[Callable, ...] = ()):
+                 batch_size: Optional[int] = None, precedence: int = _ATOM, binders: Tuple[Callable, ...] = (),
+                 units: Optional[Units] = None):
         self.fn = fn
         self.layers: FrozenSet[str] = frozenset(layers)
         self.name = name
@@ -36,6 +39,9 @@ class Objective:
         self.binders = tuple(binders)
         #: named parts whose values :func:`featvis.render` reports next to the total (Result.terms)
         self.terms: Dict[str, "Objective"] = {}
+        #: the units it optimizes, by image: ``{i: ("mixed4a:476",)}``, ``{None: (...)}`` for every
+        #: image; what :meth:`image_labels` (and so ``Result.labels``) reads. Penalties name none.
+        self.units: Units = dict(units or {})
 
     def bind(self, shapes: Dict[str, Tuple[int, ...]]) -> "Objective":
         """Tell the leaves the shapes ``{layer: (C, H, W)}`` of the layers for the *bare* image
@@ -53,6 +59,22 @@ class Objective:
     def __repr__(self):
         return f"<Objective {self.name}>"
 
+    def image_labels(self, n: int) -> List[str]:
+        """One label per image of a batch of ``n``: the units image i optimizes, joined by " + "
+        (``"curves:2"``, ``"mixed4a:476 + mixed4a:465"``), or "" where it names none."""
+        everyone = self.units.get(None, ())
+        return [" + ".join(dict.fromkeys(everyone + self.units.get(i, ()))) for i in range(n)]
+
+    def _repr_html_(self) -> str:
+        """In Jupyter: the expression, the layers it reads, its batch size, units and named terms."""
+        from ..display import html_table
+        rows = [("objective", self.name), ("reads", ", ".join(sorted(self.layers)) or "-"),
+                ("batch", self.batch_size if self.batch_size is not None else "any")]
+        rows += [(f"image {i}" if i is not None else "every image", " + ".join(u))
+                 for i, u in sorted(self.units.items(), key=lambda kv: -1 if kv[0] is None else kv[0])]
+        rows += [(f"term {k}", t.name) for k, t in self.terms.items()]
+        return html_table(rows)
+
     # --- algebra -----------------------------------------------------------------------------
     def _wrapped(self, prec):
         return f"({self.name})" if self._prec < prec else self.name
@@ -69,7 +91,7 @@ class Objective:
             # Right operand of - and / binds tighter: a - (b + c).
             name = f"{left._wrapped(prec)} {symbol} {right._wrapped(prec + 1 if symbol in '-/' else prec)}"
             return Objective(fn, left.layers | right.layers, name, self._join(left.batch_size, right.batch_size), prec,
-                             left.binders + right.binders)
+                             left.binders + right.binders, _merge_units(left.units, right.units))
         if isinstance(other, numbers.Number) and not isinstance(other, bool):
             c = float(other)
             if reverse:
@@ -78,7 +100,7 @@ class Objective:
             else:
                 fn = lambda acts: op(self(acts), c)  # noqa: E731
                 name = f"{self._wrapped(prec)} {symbol} {_fmt(c)}"
-            return Objective(fn, self.layers, name, self.batch_size, prec, self.binders)
+            return Objective(fn, self.layers, name, self.batch_size, prec, self.binders, self.units)
         return NotImplemented
 
     def __add__(self, o): return self._binary(o, lambda a, b: a + b, "+", _ADD)  # noqa: E704
@@ -95,7 +117,7 @@ class Objective:
 
     def __neg__(self):
         return Objective(lambda acts: -self(acts), self.layers, f"-{self._wrapped(_MUL + 1)}", self.batch_size, _MUL,
-                         self.binders)
+                         self.binders, self.units)
 
     def __pos__(self):
         return self
@@ -103,6 +125,29 @@ class Objective:
 
 def _fmt(c: float) -> str:
     return f"{c:g}"
+
+
+def _merge_units(a: "Units", b: "Units") -> "Units":
+    out = dict(a)
+    for i, names in b.items():
+        out[i] = tuple(dict.fromkeys(out.get(i, ()) + names))
+    return out
+
+
+def image_units(units: Union[None, str, Sequence[str]], batch=None) -> "Units":
+    """``Objective.units`` of a leaf: ``units`` (one name for every image, or one per image) placed
+    on the images ``batch`` names (``batch=[2, 3]`` with two names: image 2 the first, 3 the second)."""
+    if units is None:
+        return {}
+    idx = None if batch is None else ([int(batch)] if isinstance(batch, numbers.Integral) else [int(i) for i in batch])
+    if isinstance(units, str):
+        return {None: (units,)} if idx is None else {i: (units,) for i in idx}
+    units = list(units)
+    if idx is None:
+        return {i: (u,) for i, u in enumerate(units)}
+    if len(units) == len(idx):
+        return {i: (u,) for i, u in zip(idx, units)}
+    return {i: tuple(units) for i in idx}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -141,12 +186,13 @@ def narrow(fn: Callable[[Acts], torch.Tensor], batch: Union[None, int, Sequence[
     return narrowed, max(idx) + 1
 
 
-def objective(layers: Iterable[str], name: str, batch=None):
-    """Decorator for a leaf: ``@objective([layer], "channel(l:3)")`` over ``fn(acts) -> (B,)``."""
+def objective(layers: Iterable[str], name: str, batch=None, units: Union[None, str, Sequence[str]] = None):
+    """Decorator for a leaf: ``@objective([layer], "channel(l:3)")`` over ``fn(acts) -> (B,)``.
+    ``units``: what it optimizes, for labels (``"l:3"``, or one name per image; see :func:`image_units`)."""
     def deco(fn):
         f, size = narrow(fn, batch)
         label = name if batch is None else f"{name}[batch={batch}]"
-        return Objective(f, layers, label, size)
+        return Objective(f, layers, label, size, units=image_units(units, batch))
     return deco
 
 
@@ -177,11 +223,11 @@ def scaled(objective: Objective, term: Objective, weight: float, group: int = 1,
     layers = objective.layers | term.layers
     size = Objective._join(objective.batch_size, term.batch_size)
     name = f"{objective._wrapped(_ADD)} + {_fmt(weight)}*|objective|*{term._wrapped(_MUL + 1)}"
-    out = Objective(total, layers, name, size, _ADD, objective.binders + term.binders)
+    out = Objective(total, layers, name, size, _ADD, objective.binders + term.binders, objective.units)
     part = Objective(lambda acts: parts(acts)[1], layers, f"{_fmt(weight)}*|objective|*{term.name}", size, _MUL,
                      objective.binders + term.binders)
     out.terms = {"objective": objective, label: part}
     return out
 
 
-__all__ = ["Objective", "objective", "narrow", "index_tensor", "scaled", "INPUT"]
+__all__ = ["Objective", "objective", "narrow", "index_tensor", "scaled", "image_units", "INPUT"]

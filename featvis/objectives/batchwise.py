@@ -21,7 +21,8 @@ def channel_interpolate(layer1: str, n1: int, layer2: str, n2: int, batch=None) 
     >>> obj = channel_interpolate("mixed4a", 476, "mixed4a", 460) + 0.1 * alignment("mixed4a")
     >>> result = featvis.render(model, obj, param=featvis.param.fourier(128, batch=5, shared=True))
     """
-    @objective([layer1, layer2], f"channel_interpolate({layer1}:{n1}, {layer2}:{n2})", batch)
+    @objective([layer1, layer2], f"channel_interpolate({layer1}:{n1}, {layer2}:{n2})", batch,
+               units=f"{layer1}:{n1} -> {layer2}:{n2}")
     def fn(acts):
         a = _spatial_mean(_pick(acts[layer1], layer1, int(n1)))  # (B,)
         b = _spatial_mean(_pick(acts[layer2], layer2, int(n2)))

@@ -57,6 +57,11 @@ def _label(n):
     return str(n) if isinstance(n, int) else "[" + ",".join(map(str, n)) + "]"
 
 
+def _units(layer: str, n, where: str = ""):
+    """The unit label(s) of a leaf: ``"layer:n"``, or one per image for a list."""
+    return f"{layer}:{n}{where}" if isinstance(n, int) else [f"{layer}:{c}{where}" for c in n]
+
+
 def channel(layer: str, n: Index, batch=None) -> Objective:
     """Mean activation of channel ``n`` of ``layer`` over space; the logit itself for (B, C) outputs.
 
@@ -67,7 +72,7 @@ def channel(layer: str, n: Index, batch=None) -> Objective:
     """
     n, size = _per_image_index(n, "channel")
 
-    @objective([layer], f"channel({layer}:{_label(n)})", batch)
+    @objective([layer], f"channel({layer}:{_label(n)})", batch, units=_units(layer, n))
     def fn(acts):
         a = _pick(acts[layer], layer, n)  # (B, H, W) or (B,)
         return a.flatten(1).mean(1) if a.dim() > 1 else a
@@ -116,7 +121,7 @@ def neuron(layer: str, n: Index, x: Optional[int] = None, y: Optional[int] = Non
     where = "" if x is None and y is None else f"@{x},{y}"
     bare = _BareMap(layer)
 
-    @objective([layer], f"neuron({layer}:{_label(n)}{where})", batch)
+    @objective([layer], f"neuron({layer}:{_label(n)}{where})", batch, units=_units(layer, n, where))
     def fn(acts):
         a = _pick(acts[layer], layer, n)  # (B, H, W)
         if a.dim() != 3:
@@ -178,7 +183,7 @@ def direction(layer: str, vector, cossim_pow: float = 1.0, batch=None) -> Object
     """
     v = _vector(vector, "direction")
 
-    @objective([layer], f"direction({layer})", batch)
+    @objective([layer], f"direction({layer})", batch, units=f"direction({layer})")
     def fn(acts):
         t = acts[layer]
         _check_len(layer, t, v)
@@ -193,7 +198,7 @@ def direction_neuron(layer: str, vector, x: Optional[int] = None, y: Optional[in
     v = _vector(vector, "direction_neuron")
     bare = _BareMap(layer)
 
-    @objective([layer], f"direction_neuron({layer})", batch)
+    @objective([layer], f"direction_neuron({layer})", batch, units=f"direction_neuron({layer})")
     def fn(acts):
         t = acts[layer]
         _check_len(layer, t, v)
@@ -209,7 +214,7 @@ def direction_neuron(layer: str, vector, x: Optional[int] = None, y: Optional[in
 
 def deepdream(layer: str, batch=None) -> Objective:
     """Mean squared activation of the whole layer (DeepDream's objective)."""
-    @objective([layer], f"deepdream({layer})", batch)
+    @objective([layer], f"deepdream({layer})", batch, units=f"deepdream({layer})")
     def fn(acts):
         return acts[layer].pow(2).flatten(1).mean(1)
 
@@ -226,7 +231,7 @@ def class_logit(n: Index, layer: str = "logits", batch=None) -> Objective:
     """
     n, size = _per_image_index(n, "class_logit")
 
-    @objective([layer], f"class_logit({layer}:{_label(n)})", batch)
+    @objective([layer], f"class_logit({layer}:{_label(n)})", batch, units=_units(layer, n))
     def fn(acts):
         return _spatial_mean(_pick(acts[layer], layer, n))
 

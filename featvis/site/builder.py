@@ -221,7 +221,7 @@ def build(dirs: Sequence, out="site", link: bool = False, thumb: int = THUMB, pr
     for name in STATIC_FILES:
         writer.text(f"{STATIC}/{name}", (static / name).read_text(encoding="utf-8"))
     n_units = sum(len(la.units) for mo in models.values() for la in mo.layers.values())
-    from tqdm.auto import tqdm
+    from ..progress import bar as tqdm
     with tqdm(total=n_units, unit="unit", desc="featvis site", disable=not progress, leave=False) as bar:
         for model in models.values():
             for layer in model.layers.values():

@@ -47,6 +47,7 @@ from typing import Optional
 
 from ...errors import UsageError
 from .derived import SHEET_MIN_CELL, FolderDerived, sheet_title
+from .display import FolderDisplay
 from .files import LOCK, MAIN, MANIFEST, PARTS, FolderFiles, atomic_write
 from .locks import LOCK_WAIT, FolderLocks
 from .records import (ADDED_SETTINGS, MANIFEST_VERSION, READABLE_VERSIONS, FolderRecords, check_records, dumps,
@@ -59,7 +60,7 @@ __all__ = [
 ]
 
 
-class RenderFolder(FolderFiles, FolderLocks, FolderRecords, FolderDerived):
+class RenderFolder(FolderFiles, FolderLocks, FolderRecords, FolderDerived, FolderDisplay):
     """A render folder (see the module docstring). Reading needs nothing; writing needs
     :meth:`lock` (a context manager that makes this object the folder's writer)."""
 
