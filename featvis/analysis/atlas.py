@@ -433,10 +433,13 @@ def render_cells(model, layer: str, cells: Sequence[Cell], grid: int, size: int 
     return torch.cat(out) if out else torch.zeros(0, 3, size, size)
 
 
-def direction_scores(model, layer: str, images: "torch.Tensor", vectors: np.ndarray, device=None) -> np.ndarray:
+def direction_scores(model, layer: str, images: "torch.Tensor", vectors: np.ndarray, device=None,
+                     centre: Optional[np.ndarray] = None) -> np.ndarray:
     """``M[i, j]``: the cosine between render i's spatially averaged activation of ``layer`` and
-    direction j (the rows of ``vectors``). An atlas is faithful cell by cell when each render points
-    more to its own cell's direction than to its neighbours' (a strong diagonal)."""
+    direction j (the rows of ``vectors``), both measured from ``centre`` (C,) if given (e.g. the
+    mean of all points: neighbouring cells' raw means point almost the same way, and what tells
+    them apart is how they differ from the average). An atlas is faithful cell by cell when each
+    render points more to its own cell's direction than to its neighbours' (a strong diagonal)."""
     import torch
 
     from ..models import pick_device
@@ -446,24 +449,30 @@ def direction_scores(model, layer: str, images: "torch.Tensor", vectors: np.ndar
     with frozen(model, device):
         a = activations(model, images.to(device), [layer])[layer].float().flatten(2).mean(2).cpu()  # (n, C)
     v = torch.as_tensor(vectors, dtype=torch.float32)
+    if centre is not None:
+        c = torch.as_tensor(centre, dtype=torch.float32)
+        a, v = a - c, v - c
     a = a / a.norm(dim=1, keepdim=True).clamp(min=1e-8)
     v = v / v.norm(dim=1, keepdim=True).clamp(min=1e-8)
     return (a @ v.T).numpy()
 
 
-def neighbour_diagonal(cells: Sequence[Cell], scores: np.ndarray) -> Tuple[float, float]:
-    """How often a render scores its own cell's direction above every rendered grid neighbour's
-    (8-neighbourhood), and the mean margin (own minus the best neighbour's score), over cells that
-    have a rendered neighbour: ``(share, margin)``."""
+def neighbour_diagonal(cells: Sequence[Cell], scores: np.ndarray, by: str = "direction") -> Tuple[float, float]:
+    """The diagonal of ``scores`` (:func:`direction_scores`) against the grid neighbours
+    (8-neighbourhood) of each cell that has rendered ones. ``by="direction"``: does cell j's
+    render score direction j higher than the neighbours' renders do (``M[j, j]`` against
+    ``M[i, j]``)? ``by="render"``: does render i score its own direction higher than the
+    neighbours' directions (``M[i, i]`` against ``M[i, j]``)? Returns ``(share, margin)``: how
+    often the own score beats the neighbours' mean, and the mean of own minus that mean."""
     where = {(c.x, c.y): i for i, c in enumerate(cells)}
     wins, margins = [], []
     for i, c in enumerate(cells):
         nb = [where[(c.x + dx, c.y + dy)] for dx in (-1, 0, 1) for dy in (-1, 0, 1)
               if (dx or dy) and (c.x + dx, c.y + dy) in where]
         if nb:
-            best = max(scores[i, j] for j in nb)
-            wins.append(scores[i, i] > best)
-            margins.append(scores[i, i] - best)
+            others = np.mean([scores[j, i] if by == "direction" else scores[i, j] for j in nb])
+            wins.append(scores[i, i] > others)
+            margins.append(scores[i, i] - others)
     if not wins:
         return float("nan"), float("nan")
     return float(np.mean(wins)), float(np.mean(margins))
