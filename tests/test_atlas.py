@@ -138,9 +138,42 @@ def test_cache_reused_and_untrusted(tmp_path, colour_photos, monkeypatch):
         A.load_points(cache)
 
 
+def _pdf_strings(content: bytes):
+    """The literal strings ``(...)`` of a PDF content stream, with their escapes undone."""
+    escapes = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b", ord("f"): b"\f"}
+    i, n = 0, len(content)
+    while i < n:
+        if content[i] != ord("("):
+            i += 1
+            continue
+        depth, i, out = 1, i + 1, bytearray()
+        while i < n and depth:
+            b = content[i]
+            if b == ord("\\"):
+                nxt = content[i + 1]
+                if nxt in escapes:
+                    out += escapes[nxt]
+                    i += 2
+                elif 48 <= nxt <= 55:
+                    digits = re.match(rb"[0-7]{1,3}", content[i + 1:i + 4]).group()
+                    out.append(int(digits, 8) & 0xFF)
+                    i += 1 + len(digits)
+                else:
+                    out.append(nxt)
+                    i += 2
+                continue
+            depth += b == ord("(")
+            depth -= b == ord(")")
+            if depth:
+                out.append(b)
+            i += 1
+        yield bytes(out)
+
+
 def pdf_text(path) -> str:
-    """The text drawn in a PDF written by matplotlib (TrueType, 2-byte glyph strings): every string
-    of every text object, decoded."""
+    """The text drawn in a PDF written by matplotlib: every string of every text object, decoded
+    (2-byte glyph strings of embedded TrueType fonts as UTF-16, others as Latin-1), one text
+    object a line."""
     data = Path(path).read_bytes()
     out = []
     for m in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", data, re.S):
@@ -149,9 +182,9 @@ def pdf_text(path) -> str:
         except zlib.error:
             continue
         for bt in re.findall(rb"BT(.*?)ET", s, re.S):
-            raw = b"".join(re.findall(rb"\((.*?)\)", bt, re.S))
-            out.append(raw.decode("utf-16-be", "replace") if len(raw) % 2 == 0 and raw[:1] == b"\x00"
-                       else raw.decode("latin-1"))
+            parts = [raw.decode("utf-16-be", "replace") if len(raw) % 2 == 0 and raw[:1] == b"\x00"
+                     else raw.decode("latin-1") for raw in _pdf_strings(bt)]
+            out.append("".join(parts))
     return "\n".join(out)
 
 
