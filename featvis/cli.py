@@ -163,7 +163,7 @@ def cmd_sheet(sub):
     p.add_argument("--cell", type=int, metavar="PX",
                    help="cell size in pixels: enlarge (or shrink) every image to it (default: the render size, "
                         "at least 128)")
-    p.add_argument("--out", metavar="FILE", help="FILE.png or FILE.pdf (default: DIR/<layer>_sheet.png)")
+    p.add_argument("--out", metavar="FILE", help="FILE.png, or FILE.pdf / FILE.svg drawn with matplotlib, text as text (default: DIR/<layer>_sheet.png)")
     p.add_argument("--with-examples", action="store_true",
                    help="each visualization beside its top-k dataset crops (run featvis topk first); "
                         "default FILE: DIR/<layer>_examples.png")

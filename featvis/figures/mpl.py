@@ -138,3 +138,21 @@ def grid_figure(rows, row_titles: Optional[Sequence[Optional[str]]] = None,
     if title:
         fig.suptitle(title)
     return fig
+
+
+def sheet_figure(images, labels: Optional[Sequence[str]] = None, cols: Optional[int] = None,
+                 title: Optional[str] = None, cell_in: float = 0.9) -> "Figure":
+    """A contact sheet as a matplotlib ``Figure``: ``images`` in rows of ``cols`` (near-square by
+    default), each labelled under it. For PDF/SVG sheets whose labels must be text; the PNG
+    sheets of thousands of units stay on :func:`featvis.figures.grid.sheet` (Pillow, fast)."""
+    import math
+    images = list(images)
+    if not images:
+        raise ValueError("sheet_figure needs at least one image")
+    cols = cols or math.ceil(math.sqrt(len(images)))
+    rows = [images[i:i + cols] for i in range(0, len(images), cols)]
+    captions = None
+    if labels is not None:
+        labels = list(labels)
+        captions = [labels[i:i + cols] for i in range(0, len(labels), cols)]
+    return grid_figure(rows, captions=captions, title=title, cell_in=cell_in)
