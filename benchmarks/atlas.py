@@ -6,8 +6,12 @@ cells' direction objectives). It also measures the atlas's faithfulness on the r
 diagonal of :func:`featvis.analysis.atlas.direction_scores` against grid neighbours) and can save
 the atlas image for the README.
 
-    nice -n 10 python benchmarks/atlas.py --images /work/data/imagenet-sample --steps 96 \
-        --out docs/figures/atlas_mobilenet_v2.png
+    nice -n 10 python benchmarks/atlas.py --images /work/data/imagenet-sample --steps 64 --max-cells 32
+    nice -n 10 python benchmarks/atlas.py --images /work/data/imagenet-sample --cache mnv2.npz --size 64 \
+        --steps 64 --out docs/figures/atlas_mobilenet_v2.png
+
+``--max-cells`` renders only some cells and extrapolates (to all cells and ``--full-steps``): on a
+shared 2-core machine the whole atlas at 256 steps is hours of wall time.
 
 The nets come from ../shared/models (test assets, never imported by featvis itself).
 """
@@ -40,8 +44,11 @@ def main(argv=None):
     p.add_argument("--per-image", type=int, default=8)
     p.add_argument("--method", default="umap")
     p.add_argument("--cls", type=int, default=None, help="a class-filtered atlas of this class")
-    p.add_argument("--cache", default=None, help="a .npz cache of points and layout")
+    p.add_argument("--cache", default=None, help="a .npz cache of points and layout (reused: then those phases cost ~0)")
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--max-cells", type=int, default=None,
+                   help="render only this many cells and extrapolate the rendering time to all of them")
+    p.add_argument("--full-steps", type=int, default=256, help="extrapolate the rendering to this many steps (default 256)")
     p.add_argument("--out", default=None, help="save the assembled atlas here (PNG)")
     p.add_argument("--figure", default=None, help="save the matplotlib figure here (PNG/PDF/SVG)")
     p.add_argument("--cell-px", type=int, default=48, help="cell size of the saved atlas image (default: 48)")
@@ -59,33 +66,56 @@ def main(argv=None):
     if args.cls is not None:
         import imagenet_models
         names = imagenet_models.labels()
-    c0, w0 = cpu_seconds(), time.perf_counter()
-    res = A.atlas(model, args.layer, args.images, grid=args.grid, size=args.size, steps=args.steps,
-                  per_image=args.per_image, method=args.method, cls=args.cls, cache=args.cache, batch=args.batch,
-                  class_name=names[args.cls] if names else None, device="cpu")
-    c1, w1 = cpu_seconds(), time.perf_counter()
-    vectors = np.stack([c.vector for c in res.cells])
-    scores = A.direction_scores(model, args.layer, res.renders, vectors, centre=res.points.acts.mean(0), device="cpu")
-    share, margin = A.neighbour_diagonal(res.cells, scores)
-    share_r, margin_r = A.neighbour_diagonal(res.cells, scores, by="render")
+    classes = [args.cls] if args.cls is not None else []
+    phases = {}
+
+    def timed(name, fn):
+        c, w = cpu_seconds(), time.perf_counter()
+        out = fn()
+        phases[name] = (cpu_seconds() - c, time.perf_counter() - w)
+        return out
+
+    pts = timed("activations", lambda: A._cached_points(model, args.layer, args.images, 224, args.per_image, classes, 0,
+                                                        args.batch, "cpu", True, args.cache))
+    timed("layout", lambda: A.layout(pts, args.method, 0))
+    if args.cache and pts._dirty:
+        A.save_points(pts, args.cache)
+    cells = A.grid_cells(pts, args.grid, 3, args.cls)
+    todo = cells[:args.max_cells] if args.max_cells else cells
+    renders = timed("rendering", lambda: A.render_cells(model, args.layer, todo, args.grid, args.size, args.steps,
+                                                        seed=0, batch=args.batch, device="cpu"))
+    scale = len(cells) / len(todo) * args.full_steps / args.steps
+    vectors = np.stack([c.vector for c in todo])
+    scores = A.direction_scores(model, args.layer, renders, vectors, centre=pts.acts.mean(0), device="cpu")
+    share, margin = A.neighbour_diagonal(todo, scores)
+    share_r, margin_r = A.neighbour_diagonal(todo, scores, by="render")
     load1 = os.getloadavg()
-    t = res.timings
-    total = sum(t.values())
-    print(f"{args.model} {args.layer}: {len(res.points.photos)} photos x {args.per_image} positions = {len(res.points)} "
-          f"points; {args.grid}x{args.grid} grid, {len(res.cells)} cells rendered at {args.size} px, {args.steps} steps")
-    print(f"wall {w1 - w0:.0f} s, CPU {(c1 - c0) / 60:.1f} min (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}); "
-          f"load average {load0[0]:.1f} before, {load1[0]:.1f} after")
-    for k in ("activations", "layout", "rendering"):
-        print(f"  {k:12s} {t[k]:8.1f} s  {100 * t[k] / total:5.1f}%")
+    print(f"{args.model} {args.layer}: {len(pts.photos)} photos x {args.per_image} positions = {len(pts)} points; "
+          f"{args.grid}x{args.grid} grid, {len(cells)} cells with >= 3 points; rendered {len(todo)} at {args.size} px, "
+          f"{args.steps} steps (batch {args.batch})")
+    print(f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; load average {load0[0]:.1f} before, {load1[0]:.1f} after"
+          + (" (points and layout from the cache)" if not pts._dirty else ""))
+    full = dict(phases)
+    full["rendering"] = (phases["rendering"][0] * scale, phases["rendering"][1] * scale)
+    for title, table in (("measured", phases), (f"all {len(cells)} cells at {args.full_steps} steps (rendering x "
+                                                 f"{scale:.2f})", full)):
+        cpu_total = sum(c for c, _ in table.values())
+        print(f"{title}: CPU {cpu_total / 60:.1f} min, wall {sum(w for _, w in table.values()) / 60:.1f} min")
+        for k in ("activations", "layout", "rendering"):
+            c, w = table[k]
+            print(f"  {k:12s} CPU {c:8.1f} s ({100 * c / max(cpu_total, 1e-9):5.1f}%)   wall {w:8.1f} s")
     print(f"diagonal (centred cosine) against grid neighbours: by direction {share:.2f} (margin {margin:.3f}), "
           f"by render {share_r:.2f} (margin {margin_r:.3f})")
-    if args.out:
-        from featvis.io import save_image
-        save_image(res.image(args.cell_px), args.out)
-        print(f"wrote {args.out}")
-    if args.figure:
-        res.save(args.figure)
-        print(f"wrote {args.figure}")
+    if args.out or args.figure:
+        res = A.Atlas(str(model.name), args.layer, args.grid, pts, todo, renders, args.cls,
+                      names[args.cls] if names else None, settings={"method": args.method})
+        if args.out:
+            from featvis.io import save_image
+            save_image(res.image(args.cell_px), args.out)
+            print(f"wrote {args.out}")
+        if args.figure:
+            res.save(args.figure)
+            print(f"wrote {args.figure}")
 
 
 if __name__ == "__main__":

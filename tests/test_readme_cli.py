@@ -21,7 +21,12 @@ SHARD_TESTS = Path(__file__).resolve().parent / "test_shard.py"
 #: not featvis commands: installing, and running this very test suite
 OTHER = ("pip install", "python3 -m pytest")
 FAST = {"render": ["--weights", "none", "--steps", "2", "--size", "64"], "topk": ["--weights", "none", "--size", "64"],
-        "circuit": ["--weights", "none", "--steps", "2", "--size", "64"]}
+        "circuit": ["--weights", "none", "--steps", "2", "--size", "64"],
+        "atlas": ["--weights", "none", "--steps", "2", "--size", "16", "--grid", "2", "--method", "pca",
+                  "--photo-size", "64", "--quiet"],
+        "blocks": ["--weights", "none", "--steps", "2", "--size", "64", "--render-size", "16", "--quiet"]}
+#: README placeholders for files, and what stands in for them here
+FILES = {"~/imagenet/val": "photos", "dog.jpg": "photos/0.png"}
 
 
 def command_lines(cluster: bool = False):
@@ -67,7 +72,7 @@ def test_every_featvis_line_runs(tmp_path, monkeypatch, capsys):
     for line in command_lines():
         if not line.startswith("featvis "):
             continue
-        argv = [str(photos) if a == "~/imagenet/val" else a for a in shlex.split(line)[1:]]
+        argv = [str(tmp_path / FILES[a]) if a in FILES else a for a in shlex.split(line)[1:]]
         argv += FAST.get(argv[0], [])
         status = main(argv)
         assert status == 0, f"{line} -> exit {status}: {capsys.readouterr().err[-2000:]}"

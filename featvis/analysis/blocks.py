@@ -208,7 +208,8 @@ class Dictionary:
     def figure(self, title: Optional[str] = None) -> "Figure":
         from ..figures.blocks import dictionary_figure
         return dictionary_figure(self.image, self.positions, self.map_size, self.channels, self.values, self.renders,
-                                 self.layer, title=title or f"{self.model} {self.layer}: semantic dictionary")
+                                 self.layer, title=title or f"{self.model} {self.layer}: semantic dictionary "
+                                 "(each position's strongest channels)")
 
     def save(self, out, dpi: Optional[float] = None) -> Path:
         from ..figures.mpl import save

@@ -94,7 +94,7 @@ def blocks_figure(image, maps: "np.ndarray", renders, attribution: "np.ndarray",
     ax.invert_yaxis()
     ax.set_xlabel("attribution to the class logit (gradient x activation)", fontsize="small")
     ax.tick_params(labelsize="small")
-    ax.legend(fontsize="x-small", ncol=min(k, 6), loc="lower right", frameon=False)
+    ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)  # beside, never over a bar
     if title:
         fig.suptitle(title, fontsize="medium")
     return fig
@@ -128,7 +128,7 @@ def dictionary_figure(image, positions: Sequence[Tuple[int, int]], map_size: Tup
                 ax.axis("off")
                 continue
             ch = channels[i][j]
-            image_axes(ax, renders[ch], f"{layer}:{ch}", fontsize="x-small")
+            image_axes(ax, renders[ch], f"channel {ch}", fontsize="x-small")  # the layer is in the title
             ax.set_xlabel(f"activation {values[i][j]:.3g}", fontsize="x-small")
     if title:
         fig.suptitle(title, fontsize="medium")
