@@ -177,7 +177,7 @@ def cmd_sheet(sub):
     p.add_argument("--cell", type=int, metavar="PX",
                    help="cell size in pixels: enlarge (or shrink) every image to it (default: the render size, "
                         "at least 128)")
-    p.add_argument("--out", metavar="FILE", help="FILE.png or FILE.pdf (default: DIR/<layer>_sheet.png)")
+    p.add_argument("--out", metavar="FILE", help="FILE.png, or FILE.pdf / FILE.svg drawn with matplotlib, text as text (default: DIR/<layer>_sheet.png)")
     p.add_argument("--with-examples", action="store_true",
                    help="each visualization beside its top-k dataset crops (run featvis topk first); "
                         "default FILE: DIR/<layer>_examples.png")
@@ -209,10 +209,16 @@ cmd_site = _delegated("site", "site", "build a static website of render folders:
 cmd_faithfulness = _delegated("faithfulness", "analysis.faithful", "score each render of a folder against its own and the other "
                               "channels' top-k dataset examples")
 
+cmd_atlas = _delegated("atlas", "analysis.atlas", "an activation atlas of a layer: photos' activations laid out by UMAP, "
+                       "a grid of cells each rendered from its mean direction")
+cmd_blocks = _delegated("blocks", "analysis.blocks", "building blocks of one photo at a layer: NMF neuron groups, their "
+                        "renders, spatial maps and attribution to the top classes")
+
 
 #: The subcommands, in the order ``featvis --help`` lists them.
 COMMANDS: List[Callable] = [cmd_models, cmd_layers, cmd_render, cmd_sheet, cmd_topk, cmd_figure, cmd_circuit,
-                            cmd_selfcheck, cmd_merge, cmd_plan, cmd_spectrum, cmd_faithfulness, cmd_site]
+                            cmd_selfcheck, cmd_merge, cmd_plan, cmd_spectrum, cmd_faithfulness, cmd_atlas, cmd_blocks,
+                            cmd_site]
 
 
 def parser() -> argparse.ArgumentParser:

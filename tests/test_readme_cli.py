@@ -22,7 +22,12 @@ SHARD_TESTS = Path(__file__).resolve().parent / "test_shard.py"
 #: not featvis commands: installing, and running this very test suite
 OTHER = ("pip install", "python3 -m pytest")
 FAST = {"render": ["--weights", "none", "--steps", "2", "--size", "64"], "topk": ["--weights", "none", "--size", "64"],
-        "circuit": ["--weights", "none", "--steps", "2", "--size", "64"]}
+        "circuit": ["--weights", "none", "--steps", "2", "--size", "64"],
+        "atlas": ["--weights", "none", "--steps", "2", "--size", "16", "--grid", "2", "--method", "pca",
+                  "--photo-size", "64", "--quiet"],
+        "blocks": ["--weights", "none", "--steps", "2", "--size", "64", "--render-size", "16", "--quiet"]}
+#: README placeholders for files, and what stands in for them here
+FILES = {"~/imagenet/val": "photos", "dog.jpg": "photos/0.png"}
 
 
 def command_lines(cluster: bool = False):
@@ -68,7 +73,7 @@ def test_every_featvis_line_runs(tmp_path, monkeypatch, capsys):
     for line in command_lines():
         if not line.startswith("featvis "):
             continue
-        argv = [str(photos) if a == "~/imagenet/val" else a for a in shlex.split(line)[1:]]
+        argv = [str(tmp_path / FILES[a]) if a in FILES else a for a in shlex.split(line)[1:]]
         # the README's worked example of your own model lives in the repository's examples/
         argv = [str(ROOT / a) if a.startswith("examples/") else a for a in argv]
         argv += FAST.get(argv[0], [])

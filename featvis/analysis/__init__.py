@@ -7,6 +7,8 @@
 - :mod:`featvis.analysis.topk`: dataset examples (``featvis topk``).
 - :mod:`featvis.analysis.faithful`: ``featvis faithfulness``; :mod:`featvis.analysis.spectrum`:
   ``featvis spectrum``; :mod:`featvis.analysis.selfcheck`: ``featvis selfcheck``.
+- :mod:`featvis.analysis.atlas`: activation atlases (``featvis atlas``); :mod:`featvis.analysis.blocks`:
+  building blocks and the semantic dictionary (``featvis blocks``).
 
 A new analysis goes here: computing from the engine (``featvis.render``, ``featvis.models``),
 recording into a render folder through ``featvis.jobs.folder``, drawing through ``featvis.figures``.

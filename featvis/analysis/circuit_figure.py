@@ -116,7 +116,8 @@ def circuit_figure(model, unit, src: str, k: int = 8, size: Optional[int] = None
     norm. ``from_dir``: a render folder to take visualizations from (the rest are rendered in one
     batch) with ``preset``'s recipe (:mod:`featvis.presets`; ``size`` None: the preset's size, else
     128). Other keyword arguments go to :func:`featvis.figures.figure` (``dpi``, ``size_in``...);
-    ``out`` writes ``.png`` or ``.pdf``.
+    ``out`` writes ``.png`` (Pillow), or ``.pdf``/``.svg`` drawn with matplotlib
+    (:func:`featvis.figures.circuit.circuit_mpl`: vector text, a real colour bar).
     """
     if size is None:
         from ..presets import get
@@ -141,6 +142,13 @@ def circuit_figure(model, unit, src: str, k: int = 8, size: Optional[int] = None
     col_titles = [f"{layer}:{n}"] + [f"{src}:{inp.channel}" for inp in inputs]
     captions = [["unit"] + [inp.sign for inp in inputs],
                 ["max |w|"] + [f"norm {_label(inp)}" for inp in inputs]]
+    if out is not None and Path(out).suffix.lower() in (".pdf", ".svg"):
+        # vector text and a real colour bar through matplotlib (featvis.figures.mpl)
+        from ..figures.circuit import circuit_mpl
+        from ..figures.mpl import save
+        save(circuit_mpl(vis, [inp.weights for inp in inputs], scale, col_titles, captions),
+             out, dpi=figure_kwargs.get("dpi"))
+        out = None
     image = figure(rows, row_titles=["visualization", "expanded\nweights"], col_titles=col_titles,
                    captions=captions, cell=cell, out=out, **figure_kwargs)
     return CircuitFigure(image, inputs, f"{layer}:{n}", src)
@@ -194,7 +202,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--from", dest="src", required=True, metavar="LAYER",
                         help="the upstream layer whose units are the inputs (e.g. mixed3a)")
     parser.add_argument("--top", type=int, default=8, metavar="K", help="how many inputs to show (default: 8)")
-    parser.add_argument("--out", metavar="FILE", help="the figure, FILE.png or FILE.pdf")
+    parser.add_argument("--out", metavar="FILE",
+                        help="the figure, FILE.png, or FILE.pdf / FILE.svg drawn with matplotlib (text as text, a real colour bar)")
     parser.add_argument("--record", metavar="DIR",
                         help="write DIR/<layer>/circuits/<channel>.json and its heatmaps (for the site; renders nothing)")
     parser.add_argument("--from-dir", metavar="DIR",
@@ -219,8 +228,9 @@ def _check(args) -> None:
     """Every usage error before any work, each naming the input and the fix."""
     if args.out is None and args.record is None:
         raise UsageError("nothing to write: give --out FILE.png|FILE.pdf for the figure, --record DIR, or both")
-    if args.out is not None and Path(args.out).suffix.lower() not in (".png", ".pdf"):
-        raise UsageError(f"--out {args.out}: the figure is written as .png or .pdf; end the name with one of them")
+    if args.out is not None and Path(args.out).suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise UsageError(f"--out {args.out}: the figure is written as .png or .pdf; end the name with one of them "
+                         "(or .svg)")
     if args.top < 1:
         raise UsageError(f"--top {args.top}: show at least one input")
     if args.size is not None and args.size < 8:

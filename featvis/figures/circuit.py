@@ -66,3 +66,35 @@ def colour_bar(scale: float, px: int) -> "Image.Image":
     for text, x, anchor in ((f"-{scale:.2g}", 4, "la"), ("0", px // 2, "ma"), (f"+{scale:.2g}", px - 4, "ra")):
         draw.text((x, top + bar.height + 3), text, fill=(0, 0, 0), font=font, anchor=anchor)
     return im
+
+
+def circuit_mpl(visualizations, weights, scale: float, col_titles, captions, cell_in: float = 1.2):
+    """The circuit figure as a matplotlib ``Figure``: the unit's and its inputs' visualizations on
+    top; under each input its expanded weights drawn as values (blue-white-red on one symmetric
+    scale, ``[-scale, +scale]``) with a real colour bar; titles and captions are text in a PDF/SVG
+    (:func:`featvis.figures.mpl.save`)."""
+    from matplotlib import cm
+    from matplotlib.colors import LinearSegmentedColormap, Normalize
+
+    from .mpl import image_axes, new_figure
+
+    n = len(visualizations)
+    fig = new_figure((cell_in * n + 0.8, cell_in * 2.4 + 0.4))
+    gs = fig.add_gridspec(2, n + 1, width_ratios=[1] * n + [0.08], hspace=0.45, wspace=0.15)
+    cmap = LinearSegmentedColormap.from_list("circuit", [BLUE, WHITE, RED])
+    norm = Normalize(-scale, scale) if scale > 0 else Normalize(-1, 1)
+    for i, vis in enumerate(visualizations):
+        image_axes(fig.add_subplot(gs[0, i]), vis, col_titles[i], fontsize="small")
+        if i == 0:
+            fig.axes[-1].set_xlabel(captions[0][0], fontsize="x-small")
+            continue
+        ax = fig.add_subplot(gs[1, i])
+        w = weights[i - 1].detach().double().cpu().numpy()
+        ax.imshow(w, cmap=cmap, norm=norm, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel(f"{captions[0][i]}\n{captions[1][i]}", fontsize="x-small")
+    bar = fig.colorbar(cm.ScalarMappable(norm, cmap), cax=fig.add_subplot(gs[1, n]))
+    bar.set_label("expanded weight", fontsize="x-small")
+    bar.ax.tick_params(labelsize="x-small")
+    return fig

@@ -21,7 +21,9 @@ leading ``-``; ``null`` leaves the cell blank. ``preset`` (optional) is a whole 
 :mod:`featvis.presets` (``fourier-crops`` reads best on modern ImageNet nets; its ``size`` is the
 default size then); without it a plain Fourier image. ``figure`` holds keyword arguments of
 :func:`featvis.figures.figure`; ``captions: true`` writes each cell's final objective under it. A
-relative ``out`` is relative to the spec file's folder.
+relative ``out`` is relative to the spec file's folder. A ``.png`` is drawn with Pillow; a ``.pdf``
+or ``.svg`` with matplotlib (:mod:`featvis.figures.mpl`: text stays text, ``figure.size_in`` and
+``figure.dpi`` apply, the other ``figure`` options are Pillow's).
 """
 from __future__ import annotations
 
@@ -149,8 +151,8 @@ def check_spec(spec: dict, where="the spec", out=None) -> None:
     except ValueError as e:
         raise UsageError(f"{where}: {e}") from None
     target = out if out is not None else spec.get("out")
-    if target is not None and Path(str(target)).suffix.lower() not in (".png", ".pdf"):
-        raise UsageError(f"{where}: cannot write a figure to {str(target)!r}; end the name with .png or .pdf")
+    if target is not None and Path(str(target)).suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise UsageError(f"{where}: cannot write a figure to {str(target)!r}; end the name with .png, .pdf or .svg")
 
 
 def render_spec(spec: dict, model=None, device=None, progress: bool = True, base: Optional[Path] = None,
@@ -196,14 +198,26 @@ def render_spec(spec: dict, model=None, device=None, progress: bool = True, base
     target = out if out is not None else spec.get("out")
     if target is not None and base is not None and not Path(target).is_absolute():
         target = base / target
-    return figure(rows, row_titles=[row.get("title") for row in spec["rows"]], col_titles=spec.get("col_titles"),
-                  captions=captions, out=target, **spec.get("figure", {}))
+    row_titles = [row.get("title") for row in spec["rows"]]
+    options = dict(spec.get("figure", {}))
+    if target is not None and Path(str(target)).suffix.lower() in (".pdf", ".svg"):
+        # PDF and SVG through matplotlib: titles and captions stay text; the user's rcParams apply
+        from .mpl import grid_figure, save
+        fig = grid_figure(rows, row_titles=row_titles, col_titles=spec.get("col_titles"), captions=captions)
+        size_in = options.get("size_in")
+        if size_in is not None:
+            w, h = fig.get_size_inches()
+            fig.set_size_inches(tuple(size_in) if isinstance(size_in, (list, tuple)) else (size_in, size_in * h / w))
+        save(fig, target, dpi=options.get("dpi"))
+        target = None
+    return figure(rows, row_titles=row_titles, col_titles=spec.get("col_titles"), captions=captions, out=target,
+                  **options)
 
 
 def add_arguments(parser) -> None:
     """Arguments of ``featvis figure`` (an ``argparse`` (sub)parser)."""
     parser.add_argument("spec", help="figure spec (JSON; see featvis.figures.spec)")
-    parser.add_argument("--out", default=None, help="write here instead of the spec's 'out' (.png or .pdf)")
+    parser.add_argument("--out", default=None, help="write here instead of the spec's 'out' (.png; .pdf or .svg with vector text)")
     parser.add_argument("--steps", type=int, default=None, help="override the spec's steps")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -32,8 +32,8 @@ def sheet_command(args) -> int:
     chosen = [args.layer] if args.layer else (layers if not args.with_examples else list(manifest["topk"]) or layers)
     if args.out and len(chosen) > 1:
         raise UsageError(f"{args.dir} holds {len(chosen)} layers ({', '.join(chosen)}); with --out, pick one with --layer")
-    if args.out and Path(args.out).suffix.lower() not in (".png", ".pdf"):
-        raise UsageError(f"--out {args.out}: the sheet is written as .png or .pdf; end the name with one of them")
+    if args.out and Path(args.out).suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise UsageError(f"--out {args.out}: the sheet is written as .png, .pdf or .svg; end the name with one of them")
     if args.cols is not None and args.cols < 1:
         raise UsageError(f"--cols {args.cols}: must be at least 1")
     if args.cell is not None and not 8 <= args.cell <= 4096:
@@ -45,6 +45,8 @@ def sheet_command(args) -> int:
         if missing:
             raise UsageError(f"{Path(args.dir) / missing[0]} is missing or changed since it was rendered; "
                              f"re-run the featvis render command to redo it")
+    if args.out and Path(args.out).suffix.lower() in (".pdf", ".svg"):
+        return _vector_sheet(folder, manifest, chosen[0], args)
     for layer in chosen:
         if args.out or args.cols or not args.labels or args.cell or not args.title or not folder.part_names():
             path = folder.write_sheet(layer, manifest, cols=args.cols, labels=args.labels, path=args.out,
@@ -53,6 +55,25 @@ def sheet_command(args) -> int:
             folder.merge(sheets=[layer])
             path = folder.root / folder.sheet_rel(layer)
         print(path if path else f"{layer}: no images yet")
+    return 0
+
+
+def _vector_sheet(folder, manifest: dict, layer: str, args) -> int:
+    """A PDF or SVG sheet drawn with matplotlib (:func:`featvis.figures.mpl.sheet_figure`): its
+    title and labels are text, the user's rcParams apply."""
+    import math
+
+    from ..figures.mpl import pyplot_free, save, sheet_figure
+    from .folder import sheet_title
+    pyplot_free()
+    entries = list(manifest["layers"][layer]["images"].items())
+    if not entries:
+        raise UsageError(f"{args.dir} has no images of layer {layer!r} yet")
+    K = int((manifest.get("settings") or {}).get("diversity", 1))
+    cols = args.cols or (K if K > 1 else math.ceil(math.sqrt(len(entries))))
+    fig = sheet_figure([folder.path(e["file"]) for _, e in entries], labels=[n for n, _ in entries] if args.labels else None,
+                       cols=cols, title=sheet_title(manifest, layer) if args.title else None)
+    print(save(fig, args.out))
     return 0
 
 

@@ -180,7 +180,26 @@ def direction(layer: str, vector, cossim_pow: float = 1.0, batch=None) -> Object
     Cosine-weighted as in Lucid's ``direction``: the dot product with ``vector`` times the cosine
     similarity (floored at 0.1) to the power ``cossim_pow``, so that the optimization cannot win
     just by making activations large in every channel. ``cossim_pow=0`` is the plain dot product.
+
+    ``vector`` may be a (B, C) matrix, one direction per image (image i follows row i): the cheap
+    way to render many directions as one batch (an activation atlas's cells).
     """
+    m = torch.as_tensor(vector, dtype=torch.float32)
+    if m.dim() == 2:
+        if m.shape[0] == 0:
+            raise ValueError("direction: empty matrix of directions")
+        rows = DeviceCopies(m)
+
+        @objective([layer], f"direction({layer}, {m.shape[0]} directions)", batch)
+        def each(acts):
+            t = acts[layer]
+            _check_len(layer, t, m[0])
+            if t.shape[0] != m.shape[0]:
+                raise ValueError(f"{m.shape[0]} directions were given, one per image, but the batch has {t.shape[0]} images")
+            return dot_cossim(t, rows.like(t).view(*m.shape, *([1] * (t.dim() - 2))), cossim_pow).flatten(1).mean(1)
+
+        each.batch_size = each.batch_size or m.shape[0]
+        return each
     v = _vector(vector, "direction")
 
     @objective([layer], f"direction({layer})", batch, units=f"direction({layer})")

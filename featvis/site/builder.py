@@ -270,6 +270,19 @@ def _write_layer(writer: _Writer, models: Dict[str, Model], model: Model, layer:
         writer.text(f"{base}/{c}.html", pages.unit_page(models, model, layer, unit, src_of[c], prev_c, next_c))
         bar.update(1)
     writer.text(f"{base}/index.html", pages.layer_page(model, layer, thumbs))
+    if layer.atlas is not None:
+        _write_atlas(writer, model, layer, base)
+
+
+def _write_atlas(writer: _Writer, model: Model, layer: Layer, base: str) -> None:
+    """The layer's activation atlas page (``atlas.html``) and its images under ``img/atlas/``."""
+    at = layer.atlas
+    writer.image(f"{base}/img/atlas/atlas.png", at["image"])
+    names = {}
+    for c in at["cells"]:
+        names[(c["x"], c["y"])] = f"img/atlas/cells/{c['y']}_{c['x']}.png"
+        writer.image(f"{base}/{names[(c['x'], c['y'])]}", c["path"])
+    writer.text(f"{base}/atlas.html", pages.atlas_page(model, layer, names))
 
 
 def _tail(path: Path, marker: str) -> str:

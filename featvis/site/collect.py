@@ -69,6 +69,24 @@ class Folder:
     circuits: Dict[str, Dict[int, Circuit]]  # layer -> channel -> Circuit
     warnings: List[str] = field(default_factory=list)
     plugins: List[str] = field(default_factory=list)  # FEATVIS_PLUGINS of the latest run (its model may come from one)
+    atlas: Dict[str, dict] = field(default_factory=dict)  # layer -> activation atlas (see _read_atlas)
+
+
+def _read_atlas(sec: dict, file) -> Optional[dict]:
+    """An ``atlas`` record (``featvis atlas --record``) as plain values, its files resolved inside
+    the folder (``file(rel, what)``); None when its image is missing."""
+    image = file(sec["image"], "atlas image")
+    if image is None:
+        return None
+    cells = []
+    for c in sec.get("cells") or []:
+        p = file(c["file"], f"atlas cell {c['y']},{c['x']}")
+        if p is not None:
+            cells.append({"x": int(c["x"]), "y": int(c["y"]), "n": int(c["n"]), "weight": float(c["weight"]),
+                          "units": [int(u) for u in c["units"]], "path": p})
+    info = {k: sec.get(k) for k in ("grid", "size", "steps", "photos", "points", "per_image", "method", "images",
+                                      "class", "class_name")}
+    return {"image": image, "cells": cells, **info}
 
 
 def read_folder(path) -> Folder:
@@ -119,6 +137,12 @@ def read_folder(path) -> Folder:
                     chans.setdefault(int(c), []).append(Example(int(r.get("rank", 0)), float(r["value"]),
                                                                 str(r.get("image", "")), p))
         topk[name] = {"info": {k: sec.get(k) for k in ("images", "k", "size", "score")}, "channels": chans}
+    atlas: Dict[str, dict] = {}
+    for name, sec in (m.get("atlas") or {}).items():
+        model = model or sec.get("model")
+        got = _read_atlas(sec, lambda rel, what, name=name: file(rel, f"{name} {what}"))
+        if got is not None:
+            atlas[name] = got
     circuits: Dict[str, Dict[int, Circuit]] = {}
     for f in sorted(root.glob("*/circuits/*.json")):
         if not f.stem.isdigit():
@@ -142,7 +166,7 @@ def read_folder(path) -> Folder:
     plugins = runs[-1].get("plugins") if runs else None
     plugins = [str(p) for p in plugins] if isinstance(plugins, list) else []
     return Folder(root, str(model), dict(m.get("weights") or {}), dict(settings), versions, layers, topk, circuits,
-                  warnings, plugins)
+                  warnings, plugins, atlas)
 
 
 @dataclass
@@ -176,6 +200,7 @@ class Layer:
     renders: List[RenderSet] = field(default_factory=list)
     topk: List[dict] = field(default_factory=list)
     units: Dict[int, Unit] = field(default_factory=dict)
+    atlas: Optional[dict] = None  # the layer's activation atlas (the last folder's that has one)
 
 
 @dataclass
@@ -217,7 +242,7 @@ def collect(folders: Sequence[Tuple[str, Folder]]) -> Dict[str, Model]:
                 raise UsageError(f"models {clash[0]!r} and {key!r} would share the page folder {model.slug!r}; "
                                  "put one of them into a separate site")
         model.folders.append(given)
-        for name in sorted(set(f.layers) | set(f.topk) | set(f.circuits)):
+        for name in sorted(set(f.layers) | set(f.topk) | set(f.circuits) | set(f.atlas)):
             layer = model.layers.get(name)
             if layer is None:
                 layer = model.layers[name] = Layer(name, slug(name))
@@ -242,6 +267,8 @@ def collect(folders: Sequence[Tuple[str, Folder]]) -> Dict[str, Model]:
                     for ex in exs:
                         ex.source = len(layer.topk) - 1
                     layer.units.setdefault(c, Unit(c)).examples.extend(exs)
+            if name in f.atlas:
+                layer.atlas = f.atlas[name]
             for c, circ in f.circuits.get(name, {}).items():
                 layer.units.setdefault(c, Unit(c)).circuit = circ
     for model in models.values():

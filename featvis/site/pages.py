@@ -137,7 +137,39 @@ def layer_page(model: Model, layer: Layer, thumbs: Dict[int, Tuple[str, Tuple[in
                           label=f"{model.name} {layer.name}:{c}", value=None if v is None else f"{v:.3g}"))
     return _page("layer.html", f"{model.name} {layer.name} · feature atlas", 2,
                  [("atlas", "../../index.html"), (model.name, "../index.html"), (layer.name, None)],
-                 model=model.name, layer=layer.name, units=units, of=f" of {layer.channels}" if layer.channels else "")
+                 model=model.name, layer=layer.name, units=units, of=f" of {layer.channels}" if layer.channels else "",
+                 atlas=layer.atlas is not None)
+
+
+def atlas_page(model: Model, layer: Layer, names: Dict[Tuple[int, int], str]) -> str:
+    """The layer's activation atlas: its cells in a grid x grid table, each linking to the page of
+    the nearest unit that has one (the largest entry of the cell's direction)."""
+    at = layer.atlas
+    grid = int(at["grid"])
+    by_place = {(c["x"], c["y"]): c for c in at["cells"]}
+    px = max(24, min(96, 960 // max(grid, 1)))
+    rows = []
+    for y in range(grid):
+        row = []
+        for x in range(grid):
+            c = by_place.get((x, y))
+            if c is None:
+                row.append(None)
+                continue
+            page = next((u for u in c["units"] if u in layer.units), None)
+            units = ", ".join(f"{layer.name}:{u}" for u in c["units"])
+            row.append(dict(src=names[(x, y)], href=f"{page}.html" if page is not None else None,
+                            alt=f"cell {y},{x}: {c['n']} points; nearest units {units}", px=px))
+        rows.append(row)
+    cls = at.get("class")
+    what = f" for class {cls}" + (f" ({at['class_name']})" if at.get("class_name") else "") if cls is not None else ""
+    facts = [("photos", _fmt(at.get("photos"))), ("positions", _fmt(at.get("points"))), ("grid", f"{grid} x {grid}"),
+             ("cells drawn", str(len(at["cells"]))), ("layout", _fmt(at.get("method"))),
+             ("render", f"{_fmt(at.get('size'))} px, {_fmt(at.get('steps'))} steps")]
+    return _page("atlas.html", f"{model.name} {layer.name} atlas · feature atlas", 2,
+                 [("atlas", "../../index.html"), (model.name, "../index.html"), (layer.name, "index.html"),
+                  ("activation atlas", None)],
+                 model=model.name, layer=layer.name, what=what, rows=rows, facts=facts, image="img/atlas/atlas.png")
 
 
 def unit_page(models: Dict[str, Model], model: Model, layer: Layer, unit: Unit, names: Dict[int, str],

@@ -85,6 +85,27 @@ def _check_topk(section, where: str) -> None:
             _need(_is_num(r.get("value")), f"{w}.value", "expected a finite number")
 
 
+def _check_atlas(section, where: str) -> None:
+    """An activation atlas of one layer (``featvis atlas --record``): its image and its cells."""
+    _need(isinstance(section, dict), where, "expected an object")
+    _check_rel(section.get("image"), f"{where}.image")
+    _need(_is_int(section.get("grid")) and section["grid"] > 0, f"{where}.grid", "expected a positive integer")
+    _need(section.get("class") is None or (_is_int(section["class"]) and section["class"] >= 0), f"{where}.class",
+          "expected a non-negative integer or null")
+    cells = section.get("cells")
+    _need(isinstance(cells, list), f"{where}.cells", "expected a list of cells")
+    for i, c in enumerate(cells):
+        w = f"{where}.cells[{i}]"
+        _need(isinstance(c, dict), w, "expected an object")
+        for key in ("x", "y"):
+            _need(_is_int(c.get(key)) and 0 <= c[key] < section["grid"], f"{w}.{key}", "expected a cell of the grid")
+        _need(_is_int(c.get("n")) and c["n"] >= 0, f"{w}.n", "expected a non-negative integer")
+        _need(_is_num(c.get("weight")), f"{w}.weight", "expected a finite number")
+        _need(isinstance(c.get("units"), list) and all(_is_int(u) and u >= 0 for u in c["units"]), f"{w}.units",
+              "expected a list of channels")
+        _check_rel(c.get("file"), f"{w}.file")
+
+
 def check_records(data, where: str) -> dict:
     """Check a part or a manifest (version 1 or 2) field by field; returns it, or raises
     :class:`UsageError` naming the file and the first malformed field."""
@@ -120,6 +141,10 @@ def check_records(data, where: str) -> dict:
         _need(isinstance(topk, dict), f"{where}.topk", "expected an object of layers")
         for layer, section in topk.items():
             _check_topk(section, f"{where}.topk.{layer}")
+        atlas = data.get("atlas", {})
+        _need(isinstance(atlas, dict), f"{where}.atlas", "expected an object of layers")
+        for layer, section in atlas.items():
+            _check_atlas(section, f"{where}.atlas.{layer}")
     except _Bad as e:
         raise UsageError(f"{e} (the file is damaged or not a featvis manifest); fix or remove it, choose another "
                          "--out, or pass --force to start over there") from None
@@ -194,6 +219,10 @@ def merge_records(parts: Dict[str, dict]) -> dict:
             have = merged["topk"].get(layer)
             if have is None or section.get("recorded", 0) >= have.get("recorded", 0):
                 merged["topk"][layer] = section
+        for layer, section in part.get("atlas", {}).items():  # the newest atlas of each layer
+            have = merged.setdefault("atlas", {}).get(layer)
+            if have is None or section.get("recorded", 0) >= have.get("recorded", 0):
+                merged["atlas"][layer] = section
     for section in merged["layers"].values():
         section["images"] = dict(sorted(section["images"].items(), key=lambda kv: (kv[1]["channel"], kv[1]["k"])))
     return merged
@@ -347,6 +376,17 @@ class FolderRecords:
         self._need_writer()
         record = dict(record, recorded=time.time())
         self.part.setdefault("topk", {})[layer] = record
+        check_records(self.part, f"{PARTS}/{self.writer}.json")
+        self._write_part(self.writer, self.part)
+        return self.merge(sheets=[])
+
+    def record_atlas(self, layer: str, record: dict) -> dict:
+        """Record (replace) ``layer``'s activation atlas in this writer's part, then merge.
+        ``record``: ``{"image", "grid", "class", "cells": [{"x", "y", "n", "weight", "units",
+        "file"}, ...], ...}`` with its files already written (``featvis atlas --record``)."""
+        self._need_writer()
+        record = dict(record, recorded=time.time())
+        self.part.setdefault("atlas", {})[layer] = record
         check_records(self.part, f"{PARTS}/{self.writer}.json")
         self._write_part(self.writer, self.part)
         return self.merge(sheets=[])
