@@ -101,9 +101,11 @@ def examples_sheet(render_dir: PathLike, layer: Optional[str] = None, channels: 
     rows, captions = [], []
     for c in chans:
         vis = folder.path(folder.image_rel(layer, c))
-        row, caps = [vis if vis.exists() else None], ["" if vis.exists() else "not rendered"]
+        there = vis.exists() or vis.is_symlink()
+        row = [folder.load_image(folder.image_rel(layer, c), f"{layer}:{c}") if there else None]
+        caps = ["" if there else "not rendered"]
         for rec in entry["channels"][c][:k]:
-            row.append(folder.path(rec["crop"]))
+            row.append(folder.load_image(rec["crop"], f"a top-k crop of {layer}:{c}"))
             caps.append(f"{rec['value']:.3g}" if values else "")
         rows.append(row)
         captions.append(caps)
