@@ -84,7 +84,10 @@ def load_image(source: Union[PathLike, BinaryIO], max_pixels: int = MAX_PIXELS, 
             return im
         except ImageError:
             raise
-        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        except Image.DecompressionBombError as e:  # PIL's own guard, in its header check
+            raise ImageError(f"{label} claims more than the {max_pixels / 1e6:g} million pixels an image may have "
+                             f"({one_line(e, 80)}); use a smaller image") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
             raise ImageError(f"{label} is not a readable image ({one_line(e)}); it may be truncated or damaged: "
                              "replace it") from None
 

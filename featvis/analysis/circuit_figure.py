@@ -124,7 +124,7 @@ def record_circuit(folder, unit, src: str, inputs: List["Input"], made_by: Optio
             return record_circuit(rf, unit, src, inputs, made_by)
     layer, n = parse_unit(unit)
     if made_by is not None:
-        rf.check_made_by(made_by, f"the circuit of {layer}:{n}")
+        rf.check_made_by(made_by, f"the circuit of {layer}:{n}", replacing=(layer, n))
     scale = max((inp.weights.abs().max().item() for inp in inputs), default=0.0)
     entries = []
     for inp in inputs:

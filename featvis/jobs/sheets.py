@@ -41,10 +41,11 @@ def sheet_command(args) -> int:
     if args.with_examples:
         return _examples_sheet(folder, manifest, chosen, args)
     for layer in chosen:
-        missing = [e["file"] for e in manifest["layers"][layer]["images"].values() if not folder.image_ok(e)]
+        missing = [(name, e["file"]) for name, e in manifest["layers"][layer]["images"].items() if not folder.image_ok(e)]
         if missing:
-            raise UsageError(f"{Path(args.dir) / missing[0]} is missing or changed since it was rendered; "
-                             f"re-run the featvis render command to redo it")
+            name, file = missing[0]
+            raise UsageError(f"{Path(args.dir) / file} ({layer}:{name.split('_')[0]}) is missing or changed since it "
+                             "was rendered (truncated or replaced?); re-run the featvis render command to redo it")
     for layer in chosen:
         if args.out or args.cols or not args.labels or args.cell or not args.title or not folder.part_names():
             path = folder.write_sheet(layer, manifest, cols=args.cols, labels=args.labels, path=args.out,

@@ -36,6 +36,11 @@ class _Bad(Exception):
     pass
 
 
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``): a hand-edited key stays on one line."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _need(ok: bool, where: str, what: str) -> None:
     if not ok:
         raise _Bad(f"{where}: {what}")
@@ -275,8 +280,8 @@ def check_records(data, where: str) -> dict:
             _check_rel(layer, f"{where}.topk")
             _check_topk(section, f"{where}.topk.{layer}")
     except _Bad as e:
-        raise UsageError(f"{e} (the file is damaged or not a featvis manifest); fix or remove it, choose another "
-                         "--out, or pass --force to start over there") from None
+        raise UsageError(f"{_printable(str(e))} (the file is damaged or not a featvis manifest); fix or remove it, "
+                         "choose another --out, or pass --force to start over there") from None
     return data
 
 
@@ -336,7 +341,7 @@ def check_circuit(data, where: str) -> dict:
             if u.get("heatmap") is not None:
                 _check_rel(u["heatmap"], f"{w}.heatmap")
     except _Bad as e:
-        raise UsageError(f"{e} (the file is damaged or not a featvis circuit record); fix or remove it, or record "
+        raise UsageError(f"{_printable(str(e))} (the file is damaged or not a featvis circuit record); fix or remove it, or record "
                          "it again: featvis circuit ... --record DIR") from None
     return data
 
@@ -522,6 +527,8 @@ class FolderRecords:
                     try:
                         parts = self.read_parts()
                     except UsageError as e:
+                        if "newer featvis" in str(e):  # not damage: --force must not discard it
+                            raise
                         print(f"featvis: {e}; starting over without it", file=sys.stderr)
                 self._damage = None
                 self.part = parts.get(self.writer) or self._empty_part()
@@ -582,17 +589,19 @@ class FolderRecords:
             if (self.root / MANIFEST).exists():
                 self._merge_locked([])
 
-    def _pairing_records(self, parts: Dict[str, dict]):
-        """``(what, made_by)`` of every record in the folder that pairs things with its renders."""
+    def _pairing_records(self, parts: Dict[str, dict], skip: Optional[tuple] = None):
+        """``(what, made_by)`` of every record in the folder that pairs things with its renders
+        (but the circuit ``skip`` = (layer, channel), which is being replaced)."""
         for w, p in parts.items():
             for layer, sec in (p.get("topk") or {}).items():
                 if isinstance(sec.get("made_by"), dict):
                     yield f"the top-k examples of {layer}", sec["made_by"]
-        for (layer, c), rec in self.read_circuits().items():
+        for (layer, c), rec in self.read_circuits(skip).items():
             if isinstance(rec.get("made_by"), dict):
                 yield f"the circuit of {layer}:{c}", rec["made_by"]
 
-    def check_made_by(self, made: dict, what: str, parts: Optional[Dict[str, dict]] = None) -> None:
+    def check_made_by(self, made: dict, what: str, parts: Optional[Dict[str, dict]] = None,
+                      replacing: Optional[tuple] = None) -> None:
         """Refuse (:class:`UsageError`) to record ``what`` (made by ``made``, see :func:`made_by`)
         in this folder if its renders, or other pairing records, were made by another model or
         other weights. Every record writer that pairs things calls this before writing."""
@@ -603,15 +612,15 @@ class FolderRecords:
             if diffs:
                 raise UsageError(f"{self.root} holds renders of another network than {what} ({'; '.join(diffs)}); "
                                  "write them to the render folder of that network, or another --out")
-        for other_what, other in self._pairing_records(parts):
+        for other_what, other in self._pairing_records(parts, replacing):
             diffs = made_by_differences(other, made)
             if diffs:
                 raise UsageError(f"{self.root} holds {other_what} made by another network than {what} "
                                  f"({'; '.join(diffs)}); choose another --out")
 
-    def read_circuits(self) -> Dict[tuple, dict]:
+    def read_circuits(self, skip: Optional[tuple] = None) -> Dict[tuple, dict]:
         """``{(layer, channel): record}``: every circuit record ``<layer>/circuits/<channel>.json``,
-        read through the opener and checked (:func:`check_circuit`)."""
+        read through the opener and checked (:func:`check_circuit`); ``skip``: (layer, channel) not read."""
         out = {}
         if not self.root.is_dir():
             return out
@@ -619,6 +628,8 @@ class FolderRecords:
             if not f.stem.isdigit() or len(f.stem) > 9:
                 continue
             layer = f.parent.parent.name
+            if (layer, int(f.stem)) == skip:
+                continue
             rel = circuit_rel(layer, int(f.stem))
             out[(layer, int(f.stem))] = self._load(rel, rel, check_circuit)
         return out
@@ -633,7 +644,7 @@ class FolderRecords:
             record = dict(record, made_by=made)
         check_circuit(record, rel)
         if made is not None:
-            self.check_made_by(made, f"the circuit of {layer}:{channel}")
+            self.check_made_by(made, f"the circuit of {layer}:{channel}", replacing=(layer, int(channel)))
         text = dumps(record)
         return self.write_file(rel, lambda tmp: Path(tmp).write_text(text))
 
