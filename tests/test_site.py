@@ -7,6 +7,7 @@ few steps, in-process. The browser tests skip, saying why, where no Chromium + c
 selenium is found. Screenshots of a layer page and a unit page go to the test's tmp dir and, with
 ``FEATVIS_SCREENSHOTS=DIR``, to DIR.
 """
+import hashlib
 import json
 import os
 import shlex
@@ -93,7 +94,8 @@ def test_pages_at_stable_urls_with_images_command_examples_and_circuits(built, r
     assert page.count('alt="Feature visualization of toy conv2:3') == 3
     assert "diversity image 2 of 2" in page and "neuron objective" in page
     assert (f"featvis render toy conv2 --channels 3 --size 40 --steps 3 --lr 0.05 --param fourier --diversity 2 "
-            f"--diversity-weight 0.5 --seed 0 --weights none --device cpu --threads 1 --out {renders['toy']}") in page
+            f"--diversity-weight 0.5 --seed 0 --weights none --device cpu --threads 1 --out toy") in page  # no local path (issue 22)
+    assert str(renders["toy"].parent) not in page
     assert "--neurons" in page
     manifest = json.loads((renders["toy"] / "manifest.json").read_text())
     top = manifest["topk"]["conv2"]["channels"]["3"][0]
@@ -133,8 +135,10 @@ def test_rerun_writes_only_what_changed_and_removes_what_left(renders, tmp_path)
     assert first.written > 0 and first.unchanged == 0
     again = site.build([src], out)
     assert again.written == 0 and again.removed == 0 and again.unchanged == first.written
-    # a re-rendered image: its copy and its thumbnail are redone, no page changes
+    # a re-rendered image (new bytes, and their record): its copy and its thumbnail are redone, no page changes
     Image.new("RGB", (40, 40), (200, 30, 30)).save(src / "conv2/4_0.png")
+    sha = hashlib.sha256((src / "conv2/4_0.png").read_bytes()).hexdigest()
+    edit_records(src, lambda m: m["layers"]["conv2"]["images"]["4_0"].update(sha256=sha))
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.html")}
     changed = site.build([src], out)
     assert changed.written == 2
@@ -157,10 +161,10 @@ def test_a_run_stopped_midway_can_be_run_again(renders, tmp_path, monkeypatch):
     out = tmp_path / "atlas"
     real = site.builder._Writer.thumbnail
 
-    def stop(self, rel, src, size):
+    def stop(self, rel, src, size, *what):
         if rel.endswith("/5.jpg"):
             raise KeyboardInterrupt
-        return real(self, rel, src, size)
+        return real(self, rel, src, size, *what)
 
     monkeypatch.setattr(site.builder._Writer, "thumbnail", stop)
     with pytest.raises(KeyboardInterrupt):
@@ -250,11 +254,17 @@ def test_out_folders_that_are_not_ours_are_refused(renders, tmp_path, capsys):
 def test_same_model_other_weights_are_separate_models(renders, tmp_path):
     other = tmp_path / "toy2"
     shutil.copytree(renders["toy"], other)
-    edit_records(other, lambda m: m["weights"].update(sha256="ab" * 32))
+
+    def other_weights(m):
+        m["weights"].update(sha256="ab" * 32)
+        for sec in m.get("topk", {}).values():  # the examples were chosen by those weights too
+            sec["made_by"]["weights"].update(sha256="ab" * 32)
+
+    edit_records(other, other_weights)
     summary = site.build([renders["toy"], other], tmp_path / "atlas")
     assert summary.models == 2
     names = sorted(p.name for p in (tmp_path / "atlas").iterdir() if p.is_dir() and p.name != site.STATIC)
-    assert names == ["toy-abababab", f"toy-{json.loads((renders['toy'] / 'manifest.json').read_text())['weights']['sha256'][:8]}"]
+    assert names == ["toy", "toy-abababab"]  # the first weights keep the plain path (stable URLs, issue 22)
 
 
 def test_serve_answers_on_localhost(built):

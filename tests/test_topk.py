@@ -131,8 +131,10 @@ def test_channel_specs_use_the_render_syntax():
 def test_write_topk_keeps_the_render_records_and_writes_crops(folder, tmp_path):
     out = tmp_path / "render"
     rf = RenderFolder(out)
-    with rf.lock():
-        rf.claim({"model": "colour_net", "weights": {"spec": "none", "sha256": "0" * 64}, "settings": {"size": 8}})
+    from featvis.models.weights import weights_digest
+    with rf.lock():  # the renders' weights digest is the top-k network's: the folder takes its examples
+        rf.claim({"model": "colour_net", "weights": {"spec": "none", "sha256": weights_digest(colour_net())},
+                  "settings": {"size": 8}})
         sha = rf.save_image("pool/0.png", torch.zeros(3, 8, 8))
         rf.record_images("pool", {"0": {"channel": 0, "k": 0, "seed": 1, "value": 0.5, "file": "pool/0.png",
                                         "sha256": sha, "run": 0}}, sheet=False)

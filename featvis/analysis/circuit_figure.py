@@ -20,7 +20,6 @@ Paths in the JSON are relative to DIR; every file is written atomically.
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -83,10 +82,13 @@ def _visualizations(model, units: Sequence[Tuple[str, int]], size: Optional[int]
 
     images: Dict[int, object] = {}
     if from_dir is not None:
+        from ..jobs.folder import RenderFolder
+        folder = RenderFolder(from_dir)
         for i, (layer, c) in enumerate(units):
-            path = from_dir / layer / f"{c}.png"
-            if path.is_file():
-                images[i] = path
+            rel = folder.image_rel(layer, str(c))
+            path = folder.path(rel)
+            if path.exists() or path.is_symlink():  # through the folder's opener: contained, regular, bounded
+                images[i] = folder.load_image(rel, f"{layer}:{c}")
     todo = [i for i in range(len(units)) if i not in images]
     if todo and from_dir is not None:
         names = ", ".join(f"{units[i][0]}:{units[i][1]}" for i in todo)
@@ -159,25 +161,33 @@ def heatmap_path(layer: str, n: int, src: str, c: int) -> str:
     return f"{layer}/circuits/{n}_from_{src}_{c}.png"
 
 
-def record_circuit(folder, unit, src: str, inputs: List["Input"]) -> Path:
-    """Write ``folder/<layer>/circuits/<channel>.json`` and its heatmaps (see the module doc);
-    returns the JSON's path. The heatmaps share one colour scale (max |w| over ``inputs``)."""
-    from ..io import atomic_write, save_image
+def record_circuit(folder, unit, src: str, inputs: List["Input"], made_by: Optional[dict] = None) -> Path:
+    """Write ``folder/<layer>/circuits/<channel>.json`` and its heatmaps (see the module doc)
+    through the folder's owner (:class:`featvis.jobs.folder.RenderFolder`: under its lock, every
+    path contained, atomic writes); returns the JSON's path. The heatmaps share one colour scale
+    (max |w| over ``inputs``). ``made_by`` (:func:`featvis.jobs.folder.records.made_by`): the
+    network whose weights these are; a folder of another network refuses the record before any
+    file is written."""
+    from ..jobs.folder import MAIN, RenderFolder
     from .circuits import parse_unit
 
-    folder = Path(folder)
+    rf = folder if isinstance(folder, RenderFolder) else RenderFolder(folder)
+    if rf.writer is None:
+        with rf.lock(MAIN):
+            return record_circuit(rf, unit, src, inputs, made_by)
     layer, n = parse_unit(unit)
+    if made_by is not None:
+        rf.check_made_by(made_by, f"the circuit of {layer}:{n}", replacing=(layer, n))
     scale = max((inp.weights.abs().max().item() for inp in inputs), default=0.0)
     entries = []
     for inp in inputs:
         rel = heatmap_path(layer, n, src, inp.channel)
         kh, kw = inp.weights.shape
         px = max(kh, kw) * max(1, math.ceil(RECORD_PX / max(kh, kw)))
-        save_image(heatmap(inp.weights, scale, px), folder / rel)
+        rf.save_image(rel, heatmap(inp.weights, scale, px))
         entries.append({"channel": inp.channel, "norm": inp.norm, "sign": inp.sign, "heatmap": rel})
     record = {"unit": f"{layer}:{n}", "from": src, "inputs": entries}
-    text = json.dumps(record, indent=2) + "\n"
-    return atomic_write(folder / layer / "circuits" / f"{n}.json", lambda tmp: Path(tmp).write_text(text))
+    return rf.record_circuit(layer, n, record, made_by)
 
 
 # --- the command line ------------------------------------------------------------------------------
@@ -263,7 +273,8 @@ def run(args) -> int:
         raise UsageError(f"{args.unit} has no input from {args.src!r} (every expanded weight is zero); "
                          "try another --from layer")
     if args.record is not None:
-        print(record_circuit(args.record, args.unit, args.src, inputs))
+        from ..jobs.folder.records import made_by_net
+        print(record_circuit(args.record, args.unit, args.src, inputs, made_by_net(args.model, model, args.weights)))
     if args.out is not None:
         image, _ = circuit_figure(model, args.unit, args.src, size=args.size, steps=args.steps, seed=args.seed,
                                   device=device, progress=not args.quiet, from_dir=args.from_dir, inputs=inputs,

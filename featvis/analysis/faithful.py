@@ -38,8 +38,10 @@ def _examples(folder: RenderFolder, section: dict, records: List[dict]):
     from .topk import load_image
     root, size = Path(section.get("images", "")), int(section["size"])
     sources = [Path(r["image"]) if Path(r["image"]).is_absolute() else root / r["image"] for r in records]
-    return torch.stack([load_image(src if src.is_file() else folder.path(r["crop"]), size)
-                        for src, r in zip(sources, records)])
+    # A source image is read through the bounded loader (regular file, bounded pixels); the saved
+    # crop through the folder's opener (contained, no symlink).
+    return torch.stack([load_image(src if src.is_file() else folder.load_image(r["crop"], f"a top-k crop of {r['crop']}"),
+                                   size) for src, r in zip(sources, records)])
 
 
 def folder_scores(path, layer: Optional[str] = None, weights: Optional[str] = None, device="auto") -> Dict[str, dict]:
@@ -47,7 +49,6 @@ def folder_scores(path, layer: Optional[str] = None, weights: Optional[str] = No
     for the render folder at ``path`` (see the module docstring). Raises :class:`UsageError` when
     the folder has no layer with both renders and top-k records."""
     import torch
-    from PIL import Image
 
     from ..models import pick_device
     from ..models.open import open_model
@@ -70,6 +71,13 @@ def folder_scores(path, layer: Optional[str] = None, weights: Optional[str] = No
     if not both:
         raise UsageError(f"{folder.root} has no layer with both renders and top-k dataset examples; "
                          f"run featvis topk MODEL LAYER --images DIR --out {path} for a rendered layer")
+    from ..jobs.folder.records import made_by_differences
+    renders_by = {"model": data.get("model"), "weights": data.get("weights") or {}}
+    for name in both:  # pair only what one network made (records older than made_by are taken as they are)
+        diffs = made_by_differences(renders_by, examples[name].get("made_by") or {})
+        if diffs:
+            raise UsageError(f"{folder.root}: the top-k examples of {name} were chosen by another network than its "
+                             f"renders ({'; '.join(diffs)}); run featvis topk again with the renders' model and weights")
     spec = weights or (data.get("weights") or {}).get("spec") or "default"
     dev = pick_device(device)
     model = open_model(data["model"], spec, dev, int((data.get("settings") or {}).get("seed", 0)))
@@ -84,8 +92,7 @@ def folder_scores(path, layer: Optional[str] = None, weights: Optional[str] = No
         keys = sorted(images, key=lambda k: tuple(map(int, k.split("_"))))
         pics = []
         for k in keys:
-            with Image.open(folder.path(images[k]["file"])) as im:
-                pics.append(image_tensor(im.convert("RGB"))[0])
+            pics.append(image_tensor(folder.load_image(images[k]["file"], f"{name}:{k}").convert("RGB"))[0])
         scores = faithfulness_matrix(model, channel(name, chans[0]), torch.stack(pics), sets)  # (images, channels)
         result: Dict[str, dict] = {}
         for i, k in enumerate(keys):

@@ -26,12 +26,11 @@ DEFAULT_SIZE = 224
 
 
 def _square(path: Path, size: int) -> torch.Tensor:
-    """(3, size, size) in [0, 1]: shorter side resized to ``size``, centre crop."""
-    from PIL import Image
-
+    """(3, size, size) in [0, 1]: shorter side resized to ``size``, centre crop (decoded through the
+    bounded loader :func:`featvis.io.load_image`)."""
+    from ..io import load_image
     from ..param import image_tensor
-    with Image.open(path) as im:
-        t = image_tensor(im.convert("RGB"))  # (1, 3, H, W)
+    t = image_tensor(load_image(path).convert("RGB"))  # (1, 3, H, W)
     h, w = t.shape[-2:]
     k = size / min(h, w)
     nh, nw = max(size, round(h * k)), max(size, round(w * k))
@@ -52,6 +51,8 @@ def compute_spectrum(folder, size: int = DEFAULT_SIZE, progress: bool = False) -
     for path in progress_bar(files, disable=not progress, desc="spectrum", leave=False):
         try:
             img = _square(path, size).double()
+        except UsageError:  # the loader's message names the file and the fix
+            raise
         except (OSError, ValueError) as e:
             raise UsageError(f"cannot read image {str(path)!r} ({e}); remove it or convert it to PNG/JPEG") from None
         img = img - img.mean((-2, -1), keepdim=True)

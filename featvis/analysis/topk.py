@@ -74,16 +74,23 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def load_image(path: PathLike, size: int) -> torch.Tensor:
-    """(3, size, size) in [0, 1]: the image's shorter side resized to ``size``, then centre-cropped."""
-    with Image.open(path) as im:
-        im = _to_rgb(im)
+def load_image(path, size: int) -> torch.Tensor:
+    """(3, size, size) in [0, 1]: the image's shorter side resized to ``size``, then centre-cropped.
+
+    Decoded through :func:`featvis.io.load_image` (a regular file; pixel count and aspect ratio
+    bounded from the header, before decoding). ``path``: a file, or a PIL image already loaded
+    that way. Only the centre square is resampled, at the scale that resizing the whole image
+    would use (the pixels agree with resize-then-crop but for a few levels at the crop's border),
+    so memory does not grow with the image's long side."""
+    from ..io import load_image as load_bounded
+    im = _to_rgb(path if isinstance(path, Image.Image) else load_bounded(path))
     w, h = im.size
     s = size / min(w, h)
     w2, h2 = max(size, round(w * s)), max(size, round(h * s))
-    im = im.resize((w2, h2), Image.BICUBIC, reducing_gap=3.0)
     left, top = (w2 - size) // 2, (h2 - size) // 2
-    im = im.crop((left, top, left + size, top + size))
+    sx, sy = w / w2, h / h2  # source pixels per output pixel, as resizing the whole image would use
+    im = im.resize((size, size), Image.BICUBIC, box=(left * sx, top * sy, (left + size) * sx, (top + size) * sy),
+                   reducing_gap=3.0)
     return torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1).float() / 255
 
 
@@ -281,6 +288,7 @@ class TopK:
     receptive_field: ReceptiveField
     skipped: List[Tuple[Path, str]] = field(default_factory=list)
     peak_items: int = 0  # the most numbers the running top-k held at once (bounded by 3*C*(k + batch))
+    weights_sha256: Optional[str] = None  # the network's weights digest (featvis.models.weights.weights_digest)
 
     def entries(self, channel: int) -> List[dict]:
         """``[{"rank", "path", "value", "position": (y, x), "box": (left, top, right, bottom)}, ...]``."""
@@ -389,8 +397,9 @@ def topk(model, layer: str, images, channels=None, k: int = 9, size: int = 224, 
         rf = replace(rf, extent=(int(crop), int(crop)), method=f"{rf.method}; crop {int(crop)} px as given")
     W = map_size[1]
     positions = torch.stack([tracker.positions // W, tracker.positions % W], -1)  # (C', k, 2) as (y, x)
+    from ..models.weights import weights_digest
     return TopK(layer, list(chosen), k, size, root if root is not None else Path("."), paths, tracker.values,
-                tracker.images, positions, rf, skipped, tracker.peak_items)
+                tracker.images, positions, rf, skipped, tracker.peak_items, weights_digest(model))
 
 
 # --- writing into a render directory ---------------------------------------------------------------
@@ -400,7 +409,7 @@ def crop_path(layer: str, channel: int, rank: int) -> str:
     return RenderFolder.crop_rel(layer, channel, rank)
 
 
-def write_topk(result: TopK, out_dir, model_name: Optional[str] = None) -> Path:
+def write_topk(result: TopK, out_dir, model_name: Optional[str] = None, weights: Optional[str] = None) -> Path:
     """Write each channel's crops as PNGs and record them under ``manifest["topk"][layer]``.
 
     Each image file is opened once (however many channels it serves) and prepared exactly as
@@ -408,12 +417,19 @@ def write_topk(result: TopK, out_dir, model_name: Optional[str] = None) -> Path:
     (path relative to the image folder), "value", "position" [y, x] on the activation map, "box"
     [left, top, right, bottom] in the ``size`` px input, "crop" (relative to ``out_dir``)}``.
     ``out_dir``: a path, or a :class:`~featvis.jobs.folder.RenderFolder` whose lock the caller holds
-    (otherwise the folder's ``main`` writer lock is taken for the writing). Returns the manifest's path.
+    (otherwise the folder's ``main`` writer lock is taken for the writing). The record carries the
+    network that chose the examples (``made_by``: ``model_name``, ``weights`` as given on the command
+    line, and the weights' digest); a folder whose renders or other records come from another
+    network refuses it (:class:`UsageError`), before any crop is written. Returns the manifest's path.
     """
+    from ..jobs.folder.records import made_by
     folder = out_dir if isinstance(out_dir, RenderFolder) else RenderFolder(out_dir)
     if folder.writer is None:
         with folder.lock(MAIN):
-            return write_topk(result, folder, model_name)
+            return write_topk(result, folder, model_name, weights)
+    made = made_by(model_name, result.weights_sha256, weights) if result.weights_sha256 else None
+    if made is not None:
+        folder.check_made_by(made, f"the top-k examples of {result.layer}")
     wanted: Dict[int, List[Tuple[int, dict]]] = {}
     for c in result.channels:
         for e in result.entries(c):
@@ -437,7 +453,8 @@ def write_topk(result: TopK, out_dir, model_name: Optional[str] = None) -> Path:
         recs.sort(key=lambda r: r["rank"])
 
     folder.record_topk(result.layer, {
-        "model": model_name, "images": str(result.root), "k": result.k, "size": result.size,
+        "model": model_name, **({"made_by": made} if made is not None else {}),
+        "images": str(result.root), "k": result.k, "size": result.size,
         "score": "max over positions", "receptive_field": result.receptive_field.to_json(),
         "skipped": [{"path": str(p), "error": r} for p, r in result.skipped],
         "channels": records,
@@ -494,11 +511,13 @@ def run(args) -> int:
     shape = probe_layer(model, args.layer, args.size, device)
     _channel_list(args.channels, shape[0])
     folder.check_writable([args.layer])
+    from ..jobs.folder.records import made_by_net
+    folder.check_made_by(made_by_net(args.model, model, args.weights), f"the top-k examples of {args.layer}")
     with folder.lock(MAIN):
         result = topk(model, args.layer, args.images, channels=args.channels, k=args.k, size=args.size,
                       batch=args.batch, device=device, progress=not args.quiet, workers=args.workers,
                       crop=args.crop)
-        manifest = write_topk(result, folder, model_name=args.model)
+        manifest = write_topk(result, folder, model_name=args.model, weights=args.weights)
     n_read = len(result.paths) - len(result.skipped)
     print(f"{n_read} images read, {len(result.skipped)} skipped; top {args.k} of {len(result.channels)} channel(s) "
           f"of {args.layer} -> {manifest}")

@@ -88,9 +88,8 @@ def _as_image(item) -> Optional[Image.Image]:
             item = (np.clip(item, 0, 1) * 255).round().astype(np.uint8)
         return Image.fromarray(item)
     if isinstance(item, (str, os.PathLike)):
-        with Image.open(item) as im:
-            im.load()
-            return im
+        from ..io import load_image
+        return load_image(item)  # bounded: a regular file, pixels and aspect checked before decoding
     raise TypeError(f"a figure cell must be a PIL image, a tensor, an array, a path or None, got {type(item).__name__}")
 
 

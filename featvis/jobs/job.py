@@ -173,6 +173,23 @@ def _warn_dead_channels(layer: str, chans: Sequence[int], result, K: int) -> Non
                       "beyond the starting noise); try another --seed, more --steps, or a layer before the ReLU", RuntimeWarning, stacklevel=2)
 
 
+#: A value within this of 0 or 1 counts as pinned (one 8-bit level; as featvis.metrics.saturation).
+PINNED_EPS = 1 / 255
+#: An image with at least this share of its values pinned at 0 or 1 has collapsed to a few flat
+#: colours (a diverged optimization: ``--lr 1e30`` gives 8 colours): it is recorded as a failure,
+#: never as a render. Measured (toy and handcoded, 32 px, 8 and 64 steps): lr 0.05 pins at most
+#: 0.3% of values, lr 1 (20x the default) at most 92% with 100+ colours left, lr 1000 and above 99.7%+
+#: with at most 18 colours.
+SATURATED = 0.99
+
+
+def saturated(images) -> list:
+    """The share of each image's values (B, C, H, W) pinned at 0 or 1."""
+    x = images.detach().float()
+    pinned = (x <= PINNED_EPS) | (x >= 1 - PINNED_EPS)
+    return pinned.reshape(len(x), -1).float().mean(1).tolist()
+
+
 LAYER_SETS = ("blocks", "all")
 
 
@@ -330,8 +347,15 @@ class ShardJob:
         K, fmt = self.settings.diversity, self.settings.format
         entries = {}
         failed = folder.part.get("failed", {})
+        shares = saturated(result.images)
+        collapsed = {}
         for j, (u, seed) in enumerate(zip(b.units, seeds)):
             if not new[j]:  # recorded by another run or shard: its file is never rewritten
+                continue
+            if shares[j] >= SATURATED:  # a diverged optimization: flat colours, not a visualization
+                collapsed[str(u)] = (f"the image collapsed to flat colours ({100 * shares[j]:.1f}% of its values at 0 "
+                                     f"or 1: the optimization diverged); lower --lr (now {self.settings.lr:g}; "
+                                     "with --force or another --out)")
                 continue
             rel = folder.image_rel(b.layer, u.name(K), fmt)
             # "value": the objective alone; with --diversity K the diversity term is recorded apart
@@ -343,6 +367,10 @@ class ShardJob:
             }
             failed.pop(str(u), None)
             self._done[u] = True
+        self.failures.update(collapsed)
+        if collapsed and not entries and not any(sec.get("images") for sec in folder.part.get("layers", {}).values()):
+            return 0  # nothing rendered yet: a record would claim the folder for settings that fail
+        folder.part.setdefault("failed", {}).update(collapsed)
         manifest = folder.record_images(b.layer, entries, section=self.section_info[b.layer],
                                         sheet=self.shard.count == 1)
         self.recorded = {layer: sec.get("images", {}) for layer, sec in manifest.get("layers", {}).items()}
@@ -473,7 +501,8 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
     header = {"model": model, "weights": {"spec": weights, "sha256": weights_digest(net), **file_info},
               "settings": asdict(settings), "featvis": __version__, "torch": torch.__version__,
               "device": device_label(dev)}
-    if old is not None and old.get("settings") is not None:
+    if old is not None and old.get("settings") is not None and any(sec.get("images") for sec in old["layers"].values()):
+        # (a claim without images is compared under the lock, by claim(): its writer may be gone)
         diffs = header_differences(old, header)
         if diffs:
             raise UsageError(f"{out} holds renders made with other settings ({'; '.join(diffs)}); "

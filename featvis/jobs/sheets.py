@@ -41,10 +41,11 @@ def sheet_command(args) -> int:
     if args.with_examples:
         return _examples_sheet(folder, manifest, chosen, args)
     for layer in chosen:
-        missing = [e["file"] for e in manifest["layers"][layer]["images"].values() if not folder.image_ok(e)]
+        missing = [(name, e["file"]) for name, e in manifest["layers"][layer]["images"].items() if not folder.image_ok(e)]
         if missing:
-            raise UsageError(f"{Path(args.dir) / missing[0]} is missing or changed since it was rendered; "
-                             f"re-run the featvis render command to redo it")
+            name, file = missing[0]
+            raise UsageError(f"{Path(args.dir) / file} ({layer}:{name.split('_')[0]}) is missing or changed since it "
+                             "was rendered (truncated or replaced?); re-run the featvis render command to redo it")
     if args.out and Path(args.out).suffix.lower() in (".pdf", ".svg"):
         return _vector_sheet(folder, manifest, chosen[0], args)
     for layer in chosen:
@@ -122,9 +123,11 @@ def examples_sheet(render_dir: PathLike, layer: Optional[str] = None, channels: 
     rows, captions = [], []
     for c in chans:
         vis = folder.path(folder.image_rel(layer, c))
-        row, caps = [vis if vis.exists() else None], ["" if vis.exists() else "not rendered"]
+        there = vis.exists() or vis.is_symlink()
+        row = [folder.load_image(folder.image_rel(layer, c), f"{layer}:{c}") if there else None]
+        caps = ["" if there else "not rendered"]
         for rec in entry["channels"][c][:k]:
-            row.append(folder.path(rec["crop"]))
+            row.append(folder.load_image(rec["crop"], f"a top-k crop of {layer}:{c}"))
             caps.append(f"{rec['value']:.3g}" if values else "")
         rows.append(row)
         captions.append(caps)

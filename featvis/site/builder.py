@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from .. import __version__
 from ..errors import UsageError
 from . import pages
-from .collect import STATIC, Folder, Layer, Model, collect, read_folder, slug
+from .collect import STATIC, Folder, Layer, Model, collect, read_folder, safe_name
 
 #: Longest side of a layer grid thumbnail, in pixels (cells are ~120 CSS px: sharp at 1.3x zoom).
 THUMB = 160
@@ -45,22 +45,15 @@ def _replace(path: Path, write: Callable[[str], None]) -> None:
 class _Writer:
     """Writes files under ``out`` only when they changed, and remembers what it wrote."""
 
-    def __init__(self, out: Path, link: bool):
+    def __init__(self, out: Path, link: bool, plain: Optional[Dict[str, Optional[str]]] = None):
         self.out, self.link = out, link
-        self.old = self._load_state()
+        state = load_state(out)
+        self.old = dict(state.get("files") or {})
+        self.plain = dict(state.get("models") or {}) if plain is None else plain
         self.files: Dict[str, dict] = {}
         if not (out / STATE).exists():  # claim the folder first: a run killed early can be re-run
             self._save(self.old)
         self.counts = {"written": 0, "unchanged": 0, "removed": 0}
-
-    def _load_state(self) -> Dict[str, dict]:
-        try:
-            data = json.loads((self.out / STATE).read_text())
-            if data.get("featvis_site") == STATE_VERSION:
-                return dict(data.get("files") or {})
-        except (OSError, ValueError, AttributeError):
-            pass
-        return {}
 
     def _dest(self, rel: str) -> Path:
         assert not os.path.isabs(rel) and ".." not in Path(rel).parts, rel  # our own names: always inside SITE
@@ -97,7 +90,7 @@ class _Writer:
     def image(self, rel: str, src: Path) -> None:
         """A copy of ``src`` (a relative symlink to it with ``link``), redone when ``src`` changed."""
         st = os.stat(src)
-        source = [str(src), st.st_size, st.st_mtime_ns, "link" if self.link else "copy"]
+        source = [_where(src), st.st_size, st.st_mtime_ns, "link" if self.link else "copy"]
         if self._fresh(rel, source):
             return self._done(rel, source, False)
         dest = self._dest(rel)
@@ -107,21 +100,24 @@ class _Writer:
         if self.link:
             os.symlink(os.path.relpath(src, dest.parent), dest)
         else:
-            _replace(dest, lambda tmp: shutil.copyfile(src, tmp))
+            _replace(dest, lambda tmp: _copy_regular(src, tmp))
         self._done(rel, source, True)
 
-    def thumbnail(self, rel: str, src: Path, size: int) -> Tuple[int, int]:
-        """A JPEG at most ``size`` px on its longer side, made once per version of ``src``; its (w, h)."""
+    def thumbnail(self, rel: str, src: Path, size: int, what: str = "") -> Tuple[int, int]:
+        """A JPEG at most ``size`` px on its longer side, made once per version of ``src``; its (w, h).
+        ``src`` is decoded through the bounded loader; a damaged one is a :class:`UsageError`
+        naming ``what`` (the unit)."""
         st = os.stat(src)
-        source = [str(src), st.st_size, st.st_mtime_ns, f"thumb{size}"]
-        if self._fresh(rel, source) and "wh" in self.old[rel]:
+        source = [_where(src), st.st_size, st.st_mtime_ns, f"thumb{size}"]
+        if self._fresh(rel, source) and isinstance(self.old[rel].get("wh"), list) and len(self.old[rel]["wh"]) == 2:
             wh = tuple(self.old[rel]["wh"])
             self._done(rel, source, False, wh=list(wh))
             return wh
         from PIL import Image as PILImage
-        with PILImage.open(src) as im:
-            im = im.convert("RGB")
-            im.thumbnail((size, size), PILImage.LANCZOS)
+
+        from ..io import load_image
+        im = load_image(src, name=f"{src} ({what})" if what else None).convert("RGB")
+        im.thumbnail((size, size), PILImage.LANCZOS)
         dest = self._dest(rel)
         if dest.is_symlink():
             dest.unlink()
@@ -145,8 +141,45 @@ class _Writer:
 
     def _save(self, files: Dict[str, dict]) -> None:
         from ..io import atomic_write
-        text = json.dumps({"featvis_site": STATE_VERSION, "featvis": __version__, "files": files}, indent=0)
+        text = json.dumps({"featvis_site": STATE_VERSION, "featvis": __version__, "models": self.plain, "files": files},
+                          indent=0)
         atomic_write(self.out / STATE, lambda tmp: Path(tmp).write_text(text + "\n"))
+
+
+def load_state(out: Path) -> dict:
+    """The record of the site's last run (``{}`` when there is none, or it is not ours): its files,
+    and which weights of each model own the plain model path."""
+    path = out / STATE
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > (64 << 20):
+            return {}
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict) or data.get("featvis_site") != STATE_VERSION:
+        return {}
+    files = data.get("files") if isinstance(data.get("files"), dict) else {}
+    models = data.get("models") if isinstance(data.get("models"), dict) else {}
+    return {"files": {k: v for k, v in files.items() if isinstance(k, str) and isinstance(v, dict)},
+            "models": {k: v for k, v in models.items() if isinstance(k, str) and (v is None or isinstance(v, str))}}
+
+
+def _where(src: Path) -> str:
+    """A source file as the site's record keeps it: a digest of its path, so that the published
+    site carries no local path (it only needs to notice that a file's source changed)."""
+    import hashlib
+    return hashlib.sha256(str(src).encode()).hexdigest()[:32]
+
+
+def _copy_regular(src: Path, dest: str) -> None:
+    """Copy ``src`` (a regular file, checked on the open descriptor: a FIFO neither blocks nor is read)."""
+    import stat
+    fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise UsageError(f"{src} is not a regular file; featvis site copies only plain image files: replace it")
+        with open(dest, "wb") as out:
+            shutil.copyfileobj(f, out)
 
 
 @dataclass
@@ -210,13 +243,14 @@ def build(dirs: Sequence, out="site", link: bool = False, thumb: int = THUMB, pr
     out = Path(out)
     _check_out(out, [f for _, f in folders])
     out = out.resolve()
-    models = collect(folders)
+    plain = dict(load_state(out).get("models") or {})
+    models = collect(folders, plain)
     warnings = [w for _, f in folders for w in f.warnings]
     for w in warnings:
         warn(w)
     for tmp in out.rglob(".*.site-tmp"):  # left by a killed run (only ours carry this suffix)
         tmp.unlink()
-    writer = _Writer(out, link)
+    writer = _Writer(out, link, plain)
     static = resources.files(__package__) / "static"
     for name in STATIC_FILES:
         writer.text(f"{STATIC}/{name}", (static / name).read_text(encoding="utf-8"))
@@ -240,7 +274,7 @@ def _asset_name(rs_tag: str, folder: Path, layer: str, path: Path) -> str:
     """Where a folder's file goes under ``<layer>/img/``: its path below ``DIR/<layer>/``."""
     base = folder / layer
     rel = path.relative_to(base).as_posix() if base in path.parents else "_/" + path.relative_to(folder).as_posix()
-    return f"img/{rs_tag}/" + "/".join(slug(part) for part in rel.split("/"))  # safe in a URL as it is
+    return f"img/{rs_tag}/" + "/".join(safe_name(part) for part in rel.split("/"))  # safe in a URL as it is
 
 
 def _write_layer(writer: _Writer, models: Dict[str, Model], model: Model, layer: Layer, thumb: int, bar) -> None:
@@ -253,16 +287,17 @@ def _write_layer(writer: _Writer, models: Dict[str, Model], model: Model, layer:
             names[id(im)] = _asset_name(rs.tag, rs.folder.path, layer.name, im.path)
             writer.image(f"{base}/{names[id(im)]}", im.path)
         for ex in unit.examples:
-            names[id(ex)] = f"img/topk{ex.source or ''}/" + "/".join(slug(p) for p in _tail(ex.path, "topk").split("/"))
+            names[id(ex)] = f"img/topk{ex.source or ''}/" + "/".join(safe_name(p) for p in _tail(ex.path, "topk").split("/"))
             writer.image(f"{base}/{names[id(ex)]}", ex.path)
         if unit.circuit:
             for u in unit.circuit.inputs:
                 if u.heatmap is not None:
-                    names[id(u)] = "img/circuits/" + slug(u.heatmap.name)
+                    names[id(u)] = "img/circuits/" + safe_name(u.heatmap.name)
                     writer.image(f"{base}/{names[id(u)]}", u.heatmap)
         first = unit.primary.path if unit.primary else (unit.examples[0].path if unit.examples else None)
         if first is not None:
-            thumbs[c] = (f"thumb/{c}.jpg", writer.thumbnail(f"{base}/thumb/{c}.jpg", first, thumb))
+            thumbs[c] = (f"thumb/{c}.jpg", writer.thumbnail(f"{base}/thumb/{c}.jpg", first, thumb,
+                                                            f"{model.name} {layer.name}:{c}"))
     chans = list(layer.units)
     for i, (c, unit) in enumerate(layer.units.items()):
         prev_c = chans[i - 1] if i > 0 else None

@@ -3,7 +3,7 @@
 layers -> units. Everything after works on these plain records."""
 from __future__ import annotations
 
-import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +14,10 @@ from ..errors import UsageError
 #: The folder of the site's stylesheet, script and icon (no model or layer may take its name).
 STATIC = "_static"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: Names the site itself uses beside model and layer folders (pages, assets, its record): a model or
+#: layer whose slug would be one of them, or end like a page, gets a ``_`` appended.
+_RESERVED = {"index.html", STATIC, "img", "thumb", ".featvis-site.json"}
+_RESERVED_SUFFIXES = (".html", ".htm", ".json", ".jpg", ".png", ".svg", ".css", ".js")
 
 
 @dataclass
@@ -107,13 +111,18 @@ def read_folder(path) -> Folder:
     root = Path(path).resolve()
     warnings: List[str] = []
 
-    def file(rel, what: str) -> Optional[Path]:
-        """The recorded file, resolved; None (and a warning) when it is missing."""
+    def file(rel, what: str, entry: Optional[dict] = None) -> Optional[Path]:
+        """The recorded file, resolved; None (and a warning naming ``what``) when it is missing, not
+        a regular file, or (``entry``: a render's record) not the bytes recorded."""
         p = rf.path(rel).resolve()
-        if p.is_file():
-            return p
-        warnings.append(f"{what}: {p} is missing; left out")
-        return None
+        if not p.is_file():
+            warnings.append(f"{what}: {p} is missing; left out")
+            return None
+        if entry is not None and not rf.image_ok(entry):
+            warnings.append(f"{what}: {p} is not the image recorded for it (truncated or replaced); left out: run the "
+                            "featvis render command again to render it anew")
+            return None
+        return p
 
     settings = m.get("settings") or {}
     kind = "neuron" if settings.get("neurons") else "channel"
@@ -121,14 +130,23 @@ def read_folder(path) -> Folder:
     for name, sec in (m.get("layers") or {}).items():
         images = []
         for key, rec in (sec.get("images") or {}).items():
-            p = file(rec["file"], f"{name} image {key}")
+            p = file(rec["file"], f"{name}:{key.split('_')[0]} (image {key})", rec)
             if p is not None:
                 images.append(Image(int(rec["channel"]), int(rec.get("k", 0)), kind, rec.get("seed"), rec.get("value"), p))
         layers[name] = {"channels": sec.get("channels"), "objective": sec.get("objective"), "images": images}
     topk: Dict[str, dict] = {}
     model = m.get("model")
+    weights = dict(m.get("weights") or {})
+    renders_by = {"model": model, "weights": weights}
+    from ..jobs.folder.records import made_by_differences
     for name, sec in (m.get("topk") or {}).items():
-        model = model or sec.get("model")
+        model = model or sec.get("model") or (sec.get("made_by") or {}).get("model")
+        diffs = made_by_differences(renders_by, sec.get("made_by") or {})
+        if diffs:
+            raise UsageError(f"{path}: the top-k examples of {name} were chosen by another network than its renders "
+                             f"({'; '.join(diffs)}); run featvis topk again with the renders' model and weights")
+        if not weights and isinstance(sec.get("made_by"), dict):
+            weights = dict(sec["made_by"]["weights"])
         chans: Dict[int, List[Example]] = {}
         for c, recs in (sec.get("channels") or {}).items():
             for r in recs:
@@ -136,7 +154,10 @@ def read_folder(path) -> Folder:
                 if p is not None:
                     chans.setdefault(int(c), []).append(Example(int(r.get("rank", 0)), float(r["value"]),
                                                                 str(r.get("image", "")), p))
-        topk[name] = {"info": {k: sec.get(k) for k in ("images", "k", "size", "score")}, "channels": chans}
+        info = {k: sec.get(k) for k in ("images", "k", "size", "score")}
+        if info["images"] is not None:  # the dataset folder, as the page shows it: its name, no local path
+            info["images"] = Path(str(info["images"])).name or str(info["images"])
+        topk[name] = {"info": info, "channels": chans}
     atlas: Dict[str, dict] = {}
     for name, sec in (m.get("atlas") or {}).items():
         model = model or sec.get("model")
@@ -144,28 +165,23 @@ def read_folder(path) -> Folder:
         if got is not None:
             atlas[name] = got
     circuits: Dict[str, Dict[int, Circuit]] = {}
-    for f in sorted(root.glob("*/circuits/*.json")):
-        if not f.stem.isdigit():
-            continue
-        layer = f.parent.parent.name
-        try:
-            rec = json.loads(f.read_text())
-            inputs = []
-            for u in rec["inputs"]:
-                heat = file(u["heatmap"], f"circuit {layer}:{f.stem}") if u.get("heatmap") else None
-                inputs.append(Upstream(int(u["channel"]), float(u["norm"]), str(u.get("sign", "")), heat))
-            circuits.setdefault(layer, {})[int(f.stem)] = Circuit(str(rec["from"]), inputs)
-        except UsageError:  # a path outside the folder is refused, not skipped
-            raise
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            warnings.append(f"{f} is not a circuit record ({type(e).__name__}: {e}); left out")
+    for (layer, c), rec in rf.read_circuits().items():  # schema-checked; a path outside the folder is refused
+        diffs = made_by_differences({"model": model, "weights": weights}, rec.get("made_by") or {})
+        if diffs:
+            raise UsageError(f"{path}: the circuit of {layer}:{c} was computed on another network than its renders "
+                             f"({'; '.join(diffs)}); record it again: featvis circuit ... --record {path}")
+        inputs = []
+        for u in rec["inputs"]:
+            heat = file(u["heatmap"], f"circuit {layer}:{c}") if u.get("heatmap") else None
+            inputs.append(Upstream(int(u["channel"]), float(u["norm"]), str(u.get("sign", "")), heat))
+        circuits.setdefault(layer, {})[c] = Circuit(str(rec["from"]), inputs)
     if not model:
         raise UsageError(f"{path}: its records name no model; give a folder written by featvis render or featvis topk")
     versions = {k: str(m[k]) for k in ("featvis", "torch", "device") if m.get(k)}
     runs = [r for r in (m.get("runs") or []) if isinstance(r, dict)]
     plugins = runs[-1].get("plugins") if runs else None
     plugins = [str(p) for p in plugins] if isinstance(plugins, list) else []
-    return Folder(root, str(model), dict(m.get("weights") or {}), dict(settings), versions, layers, topk, circuits,
+    return Folder(root, str(model), weights, dict(settings), versions, layers, topk, circuits,
                   warnings, plugins, atlas)
 
 
@@ -212,31 +228,49 @@ class Model:
     folders: List[str] = field(default_factory=list)
 
 
+def published_path(path: str) -> str:
+    """A local path as a published page may show it: a relative one as given, an absolute one (or
+    ``~/...``) by its last name only, so that no page carries the builder's folders."""
+    text = str(path)
+    if os.path.isabs(text) or text.startswith("~"):
+        return Path(text).name or text.strip("/~") or "."
+    return text
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe form of a name (letters, digits, ``._-``; not starting with a dot)."""
+    return _SAFE.sub("_", name).strip(".") or "_"
+
+
 def slug(name: str) -> str:
-    """A file-name-safe form of a model or layer name (``layer3.1`` stays ``layer3.1``)."""
-    s = _SAFE.sub("_", name).strip(".")
-    return s or "_"
+    """The folder of a model or layer in the site (``layer3.1`` stays ``layer3.1``); never one of
+    the names the site uses itself (``index.html``, ``img``, ...: those get a ``_`` appended)."""
+    s = safe_name(name)
+    if s.lower() in _RESERVED or s.lower().endswith(_RESERVED_SUFFIXES):
+        s += "_"
+    return s
 
 
-def collect(folders: Sequence[Tuple[str, Folder]]) -> Dict[str, Model]:
+def collect(folders: Sequence[Tuple[str, Folder]], plain: Optional[Dict[str, Optional[str]]] = None) -> Dict[str, Model]:
     """Merge folders into models (by name and weights) -> layers -> units.
 
     Folders of one model with the same weights share its pages (e.g. one folder per layer, or
-    channel and neuron renders of one layer); the same model name with other weights becomes a
-    model of its own, ``name-<sha256[:8]>``.
+    channel and neuron renders of one layer). URLs stay stable: the first weights of a model name
+    keep the plain name (``plain``: ``{model name: weights sha256}`` from the site's earlier
+    builds, updated here; else the first folder's weights); other weights of that name become a
+    model of their own, ``name-<sha256[:8]>``.
     """
-    shas: Dict[str, set] = {}
+    plain = {} if plain is None else plain
     for _, f in folders:
-        shas.setdefault(f.model, set()).add(f.weights.get("sha256"))
+        plain.setdefault(f.model, f.weights.get("sha256"))
     models: Dict[str, Model] = {}
     for given, f in folders:
+        given = published_path(given)
         sha = f.weights.get("sha256")
-        key = f.model if len(shas[f.model]) == 1 else f"{f.model}-{(sha or 'unknown')[:8]}"
+        key = f.model if sha == plain[f.model] else f"{f.model}-{(sha or 'unknown')[:8]}"
         model = models.get(key)
         if model is None:
             model = models[key] = Model(key, slug(key), f.weights)
-            if model.slug == STATIC:
-                model.slug = "model" + STATIC
             clash = [o.name for o in models.values() if o.slug == model.slug and o is not model]
             if clash:
                 raise UsageError(f"models {clash[0]!r} and {key!r} would share the page folder {model.slug!r}; "

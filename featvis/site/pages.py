@@ -10,7 +10,7 @@ import shlex
 from typing import Dict, List, Optional, Tuple
 
 from .. import __version__
-from .collect import Layer, Model, RenderSet, Unit
+from .collect import Layer, Model, RenderSet, Unit, published_path
 
 
 @functools.lru_cache(maxsize=1)
@@ -52,7 +52,7 @@ def _weights_label(w: dict) -> str:
     if not w:
         return "weights: not recorded"
     sha = (w.get("sha256") or "")[:12]
-    return f"weights {w.get('spec', '?')} · sha256 {sha}"
+    return f"weights {published_path(w.get('spec', '?'))} · sha256 {sha}"
 
 
 def _short(text: str, n: int = 28) -> str:
@@ -79,7 +79,7 @@ def reproduce_command(rs: RenderSet, layer: str, channel: int) -> str:
     if s.get("deterministic") is False:  # on by default; a folder made without it says so
         argv.append("--no-deterministic")
     if f.weights.get("spec"):
-        argv += ["--weights", str(f.weights["spec"])]
+        argv += ["--weights", published_path(str(f.weights["spec"]))]
     if s.get("device"):
         argv += ["--device", str(s["device"])]
     if s.get("threads"):  # on the CPU the thread count changes the pixels

@@ -20,8 +20,23 @@ def serve(site, port: int = 8000, ready: Optional[Callable[[str, object], None]]
         raise UsageError(f"{site} has no index.html; build it first: featvis site DIR [DIR ...] --out {site}")
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
+        """Files of the site only: no folder listings (a folder without index.html is 404) and no
+        hidden files (``.featvis-site.json``, a killed run's temporary files)."""
+
         def log_message(self, *args):  # one line per request would drown the URL
             pass
+
+        def list_directory(self, path):
+            self.send_error(404, "No listing")
+            return None
+
+        def send_head(self):
+            from urllib.parse import unquote, urlsplit
+            parts = unquote(urlsplit(self.path).path).split("/")
+            if any(p.startswith(".") for p in parts if p):
+                self.send_error(404, "Not found")
+                return None
+            return super().send_head()
 
     try:
         server = http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Quiet, directory=str(site)))

@@ -70,6 +70,7 @@ class RenderFolder(FolderFiles, FolderLocks, FolderRecords, FolderDerived, Folde
         self.part: Optional[dict] = None  # this writer's records (while the lock is held)
         self._lock_fd: Optional[int] = None
         self._damage: Optional[UsageError] = None  # why the records could not be read (claim(force=True) starts over)
+        self._claim_undo = None  # how to take back this writer's claim if it records no image (claim())
 
     def __repr__(self):
         return f"RenderFolder({str(self.root)!r})"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -31,14 +32,27 @@ def sheet_title(manifest: dict, layer: str) -> str:
 class FolderDerived:
     """Sheets and the merged manifest (a mixin of RenderFolder)."""
 
+    def _sheet_image(self, layer: str, name: str, entry: dict, size: int):
+        """A recorded image for a sheet, through the bounded loader. A file that is not the one
+        recorded (missing, truncated, replaced, a FIFO) leaves its cell blank, with a warning naming
+        the unit (``featvis merge`` then lists it as missing; rendering again redoes it)."""
+        from PIL import Image
+        unit = f"{layer}:{name.split('_')[0]}" + (f" (image {name})" if "_" in name else "")
+        if not self.image_ok(entry):
+            print(f"featvis: {self.path(entry['file'])} is missing, or not the image recorded for {unit} "
+                  "(truncated or replaced?); its cell of the sheet is left blank: run the featvis render command "
+                  "again to render it anew", file=sys.stderr)
+            return Image.new("RGB", (size, size), (255, 255, 255))
+        return self.load_image(entry["file"], unit).convert("RGB")
+
     # --- derived files -----------------------------------------------------------------------------
 
     def _derived(self) -> dict:
         """``manifest.json``'s record of the derived files and parts it was built from ({} if none/damaged)."""
         try:
-            data = json.loads((self.root / MANIFEST).read_text())
+            data = json.loads(self.read_text(MANIFEST))
             return data.get("derived", {}) if isinstance(data, dict) and isinstance(data.get("derived"), dict) else {}
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # UsageError is a ValueError: missing, a FIFO, too large
             return {}
 
     def _part_digests(self) -> Dict[str, Optional[str]]:
@@ -120,7 +134,7 @@ class FolderDerived:
         if cell is None:
             size = int(settings.get("size", SHEET_MIN_CELL))
             cell = size * math.ceil(SHEET_MIN_CELL / size) if size < SHEET_MIN_CELL else size
-        files = [self.path(e["file"]) for _, e in entries]
+        files = [self._sheet_image(layer, name, e, int(settings.get("size", SHEET_MIN_CELL))) for name, e in entries]
         names = [name for name, _ in entries] if labels else None
         head = sheet_title(manifest, layer) if title else None
         if path is not None:

@@ -1,4 +1,12 @@
-"""Paths and opening: where everything lives inside a render folder, containment, atomic writes.
+"""Paths and opening: where everything lives inside a render folder, containment, the one opener,
+atomic writes.
+
+Every file inside the folder is opened through :meth:`FolderFiles.open_file` (reading, locking)
+or written through :meth:`FolderFiles.write_file` (atomic) and deleted through
+:meth:`FolderFiles._delete`: the path is contained (:meth:`FolderFiles.path`), a symlink in the
+file's own place is never followed (``O_NOFOLLOW``), what was opened must be a regular file
+(``fstat`` on the descriptor: a FIFO neither blocks nor is read), a file read is bounded in size,
+and every error is one line naming the file.
 
 Part of :class:`featvis.jobs.folder.RenderFolder` (see that package for the rules).
 """
@@ -9,10 +17,11 @@ import hashlib
 import os
 import re
 import signal
+import stat
 import sys
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Callable, Dict, List, Optional
+from typing import BinaryIO, Callable, Dict, List, Optional
 
 from ...errors import UsageError
 
@@ -24,6 +33,13 @@ MAIN = "main"
 _WRITER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TMP = re.compile(r"^\..+\.fvtmp-(?P<tag>[A-Za-z0-9_.-]+)-[A-Za-z0-9_]+$")
 _FOLDER_TAG = "folder"  # the tag of temporary files written under the folder lock
+#: The largest record (a part, ``manifest.json``, a circuit record) read, in bytes: an image's record
+#: is ~250 bytes, so this holds a million images with room to spare.
+MAX_RECORD_BYTES = 256 << 20
+#: The largest image file inside a folder that is read or hashed (featvis writes PNGs of a few MB).
+MAX_FILE_BYTES = 512 << 20
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 # --- atomic, durable writes --------------------------------------------------------------------------
@@ -102,13 +118,48 @@ def _relative(rel: str) -> PurePosixPath:
     return p
 
 
-def _sha256(path: Path) -> Optional[str]:
+def _open_checked(path: Path, flags: int, what: str, max_bytes: Optional[int] = None, lock: bool = False) -> int:
+    """``os.open(path, flags | O_NOFOLLOW)`` refused (:class:`UsageError` naming ``path``) unless
+    it is a regular file (checked with ``fstat`` on the descriptor), at most ``max_bytes`` long,
+    and, for a lock that will be truncated (``lock``), the file's only name (a hard link planted
+    as a lock would empty the file it shares). The descriptor is closed on every refusal."""
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC, 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UsageError(f"{path} is a symlink; featvis never follows a symlink in the place of {what} inside a "
+                             "render folder: remove it (or copy the real file there)") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a folder" if stat.S_ISDIR(st.st_mode) else "not a plain file"
+            raise UsageError(f"{path} is {kind}, not {what}; featvis reads and writes only regular files inside a "
+                             "render folder: remove it")
+        if lock and st.st_nlink > 1:
+            raise UsageError(f"{path} has {st.st_nlink} names (a hard link to another file); featvis writes its "
+                             "lock notes there, which would change the other file: remove it")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise UsageError(f"{path} is {st.st_size} bytes, more than the {max_bytes >> 20} MB {what} may have; "
+                             "it is not a featvis file: move it away")
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _sha256(path: Path) -> Optional[str]:
+    """SHA-256 of a regular file (``None`` when it is missing, a symlink, a FIFO, or too large)."""
+    try:
+        fd = _open_checked(Path(path), os.O_RDONLY | os.O_NONBLOCK, "a file", MAX_FILE_BYTES)
+    except (OSError, UsageError):
+        return None
+    with os.fdopen(fd, "rb") as f:
+        try:
             return hashlib.file_digest(f, "sha256").hexdigest() if hasattr(hashlib, "file_digest") \
                 else hashlib.sha256(f.read()).hexdigest()
-    except OSError:
-        return None
+        except OSError:
+            return None
 
 
 class FolderFiles:
@@ -169,6 +220,53 @@ class FolderFiles:
         except OSError as e:
             raise UsageError(f"--out {out}: cannot write in {base} ({e.strerror}); choose a folder you can write to") from e
 
+    # --- the opener ----------------------------------------------------------------------------------
+
+    def open_file(self, rel: str, what: str = "a featvis file", max_bytes: int = MAX_FILE_BYTES) -> BinaryIO:
+        """``rel`` opened for reading (binary): contained, not through a symlink, a regular file of
+        at most ``max_bytes``; :class:`UsageError` naming the file otherwise (missing included).
+        ``what`` names what was expected there in the message (e.g. ``"an image"``)."""
+        path = self.path(rel)
+        try:
+            fd = _open_checked(path, os.O_RDONLY | os.O_NONBLOCK, what, max_bytes)
+        except OSError as e:
+            raise UsageError(f"cannot read {path} ({e.strerror or e}); it should be {what}: restore it, or run "
+                             "the command that writes it again") from None
+        return os.fdopen(fd, "rb")
+
+    def read_text(self, rel: str, what: str = "a featvis record", max_bytes: int = MAX_RECORD_BYTES) -> str:
+        """The UTF-8 text of ``rel`` through :meth:`open_file`."""
+        with self.open_file(rel, what, max_bytes) as f:
+            data = f.read()
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"{self.path(rel)} is not UTF-8 text, so not {what}; fix or remove it, or choose "
+                             "another --out") from None
+
+    def load_image(self, rel: str, what: Optional[str] = None):
+        """The image at ``rel`` decoded through :func:`featvis.io.load_image` (bounded pixels and
+        aspect) from a file opened by :meth:`open_file`; a PIL image. ``what`` (e.g. ``"conv2:3"``)
+        is named in every error, with the file."""
+        from ...io import load_image
+        label = f"{self.path(rel)}" + (f" ({what})" if what else "")
+        try:
+            f = self.open_file(rel, "an image")
+        except UsageError as e:
+            raise UsageError(f"{e}" + (f" [{what}]" if what else "")) from None
+        return load_image(f, name=label)
+
+    def _open_lock(self, rel: str) -> int:
+        """A lock file's descriptor (created if needed), read-write: contained, not a symlink, a
+        regular file with no other name. :class:`UsageError` naming it otherwise."""
+        path = self.path(rel)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return _open_checked(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, "a lock file", 1 << 20, lock=True)
+        except OSError as e:
+            hint = "free some space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "choose a folder you can write to"
+            raise UsageError(f"cannot create the lock {path} ({e.strerror or e}); {hint}") from None
+
     def image_ok(self, entry: dict) -> bool:
         """Whether a record's file is there (inside the folder) with the bytes recorded."""
         try:
@@ -209,12 +307,17 @@ class FolderFiles:
         return _sha256(path)
 
     def _delete(self, rel) -> List[str]:
+        """Delete ``rel`` if it is a regular file inside the folder (never a symlink, a FIFO, a
+        folder, or anything outside); returns ``[rel]`` when it did."""
         try:
             path = self.path(rel)
         except UsageError as e:
             print(f"featvis: not deleting {rel!r}: {e}", file=sys.stderr)
             return []
-        if path.is_file() and not path.is_symlink():
+        try:
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                return []
             path.unlink()
-            return [rel]
-        return []
+        except OSError:
+            return []
+        return [rel]

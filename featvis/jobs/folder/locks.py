@@ -4,6 +4,7 @@ Part of :class:`featvis.jobs.folder.RenderFolder` (see that package for the rule
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -11,7 +12,6 @@ import socket
 import sys
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator, Optional
 
 from ...errors import UsageError
@@ -27,35 +27,47 @@ class FolderLocks:
 
     # --- locks ---------------------------------------------------------------------------------------
 
-    def _acquire(self, path: Path, wait: float, what: str) -> int:
+    def _acquire(self, rel: str, wait: float, what: str) -> int:
+        """Take the lock file ``rel`` (opened through the folder's opener: contained, never a
+        symlink or a file with another name). Every failure is a :class:`UsageError` naming the
+        lock, and leaves no descriptor open."""
+        fd = self._open_lock(rel)
+        path = self.path(rel)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as e:
-            raise UsageError(f"cannot create the lock {path} ({e.strerror}); choose a folder you can write to") from e
-        deadline = time.monotonic() + max(0.0, wait)
-        while True:
+            deadline = time.monotonic() + max(0.0, wait)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        try:
+                            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+                            info = json.loads(holder) if holder else {}
+                            info = info if isinstance(info, dict) else {}
+                        except (OSError, ValueError):
+                            info = {}
+                        who = (f"process {info.get('pid')} on {info.get('host')} ({info.get('command')})" if info
+                               else "another process")
+                        raise UsageError(f"{self.root} is in use by {who}: {what}; wait for it to finish, or choose "
+                                         "another --out") from None
+                    time.sleep(0.05)
+            info = {"pid": os.getpid(), "host": socket.gethostname(),
+                    "command": " ".join(["featvis"] + sys.argv[1:])[:300], "since": time.time()}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+            return fd
+        except BaseException as e:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    try:
-                        holder = os.pread(fd, 4096, 0).decode(errors="replace").strip()
-                        info = json.loads(holder) if holder else {}
-                    except (OSError, ValueError):
-                        info = {}
-                    os.close(fd)
-                    who = (f"process {info.get('pid')} on {info.get('host')} ({info.get('command')})" if info
-                           else "another process")
-                    raise UsageError(f"{self.root} is in use by {who}: {what}; wait for it to finish, or choose "
-                                     "another --out") from None
-                time.sleep(0.05)
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "command": " ".join(["featvis"] + sys.argv[1:])[:300], "since": time.time()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
-        return fd
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except OSError:
+                pass
+            os.close(fd)
+            if isinstance(e, OSError):
+                hint = "free some space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "check the folder's permissions"
+                raise UsageError(f"cannot take the lock {path} ({e.strerror or e}); {hint}, then run the same "
+                                 "command again") from None
+            raise
 
     @staticmethod
     def _release(fd: int) -> None:
@@ -63,8 +75,10 @@ class FolderLocks:
             os.ftruncate(fd, 0)
         except OSError:
             pass
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     @contextmanager
     def lock(self, writer: str = MAIN, wait: Optional[float] = None) -> Iterator["FolderLocks"]:
@@ -83,7 +97,7 @@ class FolderLocks:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise UsageError(f"cannot create --out {self.root} ({e.strerror}); choose another --out") from e
-        fd = self._acquire(self.path(f"{PARTS}/{writer}.lock"), wait, f"it is writing there as {writer!r}")
+        fd = self._acquire(f"{PARTS}/{writer}.lock", wait, f"it is writing there as {writer!r}")
         self._lock_fd, self.writer = fd, writer
         try:
             self._clean_temp(writer, recursive=True)
@@ -96,13 +110,36 @@ class FolderLocks:
             self.part["writer"] = writer
             yield self
         finally:
-            self.writer, self.part, self._lock_fd, self._damage = None, None, None, None
-            self._release(fd)
+            try:
+                self._release_claim()
+            except (OSError, UsageError) as e:  # the claim then counts no more than this lock is held
+                print(f"featvis: could not take back the claim of {writer!r} ({e})", file=sys.stderr)
+            finally:
+                self.writer, self.part, self._lock_fd, self._damage = None, None, None, None
+                self._release(fd)
+
+    def _writer_alive(self, writer: str) -> bool:
+        """Whether a process holds ``writer``'s lock now (tried without waiting, and let go)."""
+        try:
+            fd = os.open(self.path(f"{PARTS}/{writer}.lock"),
+                         os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        except (OSError, UsageError):
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
 
     @contextmanager
     def _folder_lock(self, wait: Optional[float] = None):
         wait = float(os.environ.get("FEATVIS_LOCK_WAIT", LOCK_WAIT)) if wait is None else wait
-        fd = self._acquire(self.root / LOCK, wait, "it is updating the manifest")
+        fd = self._acquire(LOCK, wait, "it is updating the manifest")
         try:
             self._clean_temp(_FOLDER_TAG, recursive=False)
             yield
