@@ -185,7 +185,7 @@ def test_empty_or_damaged_folder_displays_a_line(tmp_path):
     part = rf.root / "parts" / "main.json"
     part.write_text(part.read_text().replace('"layers"', '"layers_oops"', 1).replace('"featvis_manifest": 2', '"featvis_manifest": 9'))
     html = rf._repr_html_()
-    assert "RenderFolder(" in html and "featvis_manifest" in html
+    assert "RenderFolder(" in html and "upgrade featvis" in html  # the error, in one line
 
 
 # --- circuit figures ---------------------------------------------------------------------------------

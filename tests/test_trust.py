@@ -264,7 +264,7 @@ def spec_file(tmp_path, **over):
 
 
 @pytest.mark.parametrize("over, message", [
-    (dict(out="f.gif"), "end the name with .png or .pdf"),
+    (dict(out="f.gif"), "end the name with .png, .pdf or .svg"),
     (dict(col_titles=["a", "b"]), "2 column titles for 1 columns"),
     (dict(figure={"dpi": 0}), "figure dpi is 0"),
     (dict(figure={"dpy": 3}), "unknown figure option"),
