@@ -575,3 +575,27 @@ def test_a_claim_left_by_a_killed_writer_blocks_nothing(tmp_path):
     s0 = RenderFolder(tmp_path)
     with s0.lock("shard-0-of-2"):  # the killed shard itself, started again with other settings
         s0.claim(header(size=9))
+
+
+def test_no_field_runs_in_a_visitors_browser(R, tmp_path):
+    """In headless Chromium (as tests/test_site.py): a model name, objective and dataset folder
+    holding markup show as text on every page, and no script of theirs runs."""
+    from .test_site import chrome
+    ran = "String.fromCharCode(80,87,78)"  # "PWN", a title that no page's own text holds
+    evil = f'<img src=x onerror="document.title={ran}"><script>document.title={ran}</script>'
+    edit_part(R, lambda m: (m.update(model=f"tiny{evil}"), m["layers"]["conv2"].update(objective=evil),
+                            m["topk"]["conv2"].update(model=f"tiny{evil}", images=evil),
+                            m["topk"]["conv2"]["made_by"].update(model=f"tiny{evil}")))
+    out = tmp_path / "site"
+    site.build([R], out)
+    driver = chrome(tmp_path / "profile")
+    try:
+        driver.set_page_load_timeout(30)
+        for page in sorted(out.rglob("*.html")):
+            driver.get(page.as_uri())
+            assert driver.title != "PWN", page
+            assert not driver.find_elements("css selector", "img[src='x']"), page
+        driver.get((out / "index.html").as_uri())
+        assert evil in driver.find_element("tag name", "body").text  # shown as the text it is
+    finally:
+        driver.quit()

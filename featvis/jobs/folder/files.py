@@ -128,7 +128,7 @@ def _open_checked(path: Path, flags: int, what: str, max_bytes: Optional[int] = 
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise UsageError(f"{path} is a symlink; featvis never follows a symlink in the place of {what} inside a "
-                             "render folder: remove it (or copy the real file there)") from None
+                             "render folder: remove it") from None
         raise
     try:
         st = os.fstat(fd)
