@@ -195,10 +195,12 @@ cmd_site = _delegated("site", "site", "build a static website of render folders:
 cmd_faithfulness = _delegated("faithfulness", "analysis.faithful", "score each render of a folder against its own and the other "
                               "channels' top-k dataset examples")
 
+cmd_score = _delegated("score", "analysis.score", "the machine interpretability score of every rendered unit: can an "
+                       "observer tell its strong from its weak photos by its renders? (and by its natural photos)")
 
 #: The subcommands, in the order ``featvis --help`` lists them.
 COMMANDS: List[Callable] = [cmd_models, cmd_layers, cmd_render, cmd_sheet, cmd_topk, cmd_figure, cmd_circuit,
-                            cmd_selfcheck, cmd_merge, cmd_plan, cmd_spectrum, cmd_faithfulness, cmd_site]
+                            cmd_selfcheck, cmd_merge, cmd_plan, cmd_spectrum, cmd_faithfulness, cmd_score, cmd_site]
 
 
 def parser() -> argparse.ArgumentParser:
