@@ -2,7 +2,7 @@
 
     PYTHONPATH=benchmarks FEATVIS_PLUGINS=shared_models_plugin featvis render imagenet-mobilenet-v2 net.features.12 ...
 
-registers ``imagenet-mobilenet-v2`` and ``imagenet-squeezenet`` (ImageNet-trained, [0, 1] RGB in,
+registers ``imagenet-mobilenet-v2``, ``imagenet-resnet50`` and ``imagenet-squeezenet`` (ImageNet-trained, [0, 1] RGB in,
 1000 logits out; their weights are fixed: ``--weights default``). Test assets, not part of featvis.
 """
 import os
@@ -32,3 +32,8 @@ def mobilenet_v2(weights="default"):
 @register("imagenet-squeezenet", "ImageNet SqueezeNet of ../shared/models (benchmarks only)")
 def squeezenet(weights="default"):
     return _build("squeezenet", "imagenet-squeezenet", weights)
+
+
+@register("imagenet-resnet50", "ImageNet ResNet-50 of ../shared/models (benchmarks only)")
+def resnet50(weights="default"):
+    return _build("resnet50", "imagenet-resnet50", weights)

@@ -529,6 +529,8 @@ def run(args) -> int:
                 folder.record_score(la, dict(settings, model=data["model"], renders=records_digest(rendered[la]),
                                              channels=channels, seconds=round(result.seconds, 3)))
         data = folder.read()
+    else:
+        folder.refresh()  # a manifest.json that a kill left behind the records is rebuilt
     if same_network(model, obs_model):
         warnings.warn(f"the observer ({obs_name}) is the studied network itself: the score then reads the unit's "
                       "own input features; pass --observer with another trained model", ObserverWarning, stacklevel=2)

@@ -393,6 +393,15 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
     from .settings import (DIVERSITY_WEIGHT, FORMATS, MAX_SEED, MAX_SIZE, PARAMS, Settings, auto_batch, device_label,
                            make_param, objective_template)
     ChannelSpec.parse(channels)  # the syntax, before anything slow
+    asked = preset
+    if preset == "auto":  # per model; a folder that holds renders resumes with the preset it recorded
+        from ..presets import auto
+        recorded = None if force else (RenderFolder(out).read() or {}).get("settings")
+        preset = recorded.get("preset") if recorded is not None else auto(model)
+        if recorded is not None:  # what it was made with, unless given
+            param = recorded.get("param") if preset is None and param is None else param
+            size = recorded.get("size") if size is None else size
+            lr = recorded.get("lr") if lr is None else lr
     if preset is not None:
         from ..presets import PRESETS
         if preset not in PRESETS:
@@ -488,6 +497,7 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
         "device": header["device"], "batch": n, "layer": ",".join(names), "channels": channels,
         "shard": str(shard), "launcher": shard.source, "host": socket.gethostname(), "pid": os.getpid(),
         "argv": list(argv) if argv is not None else None,
+        **({"preset": f"auto -> {preset}"} if asked == "auto" else {}),
     }
     recorded = {} if old is None else {layer: dict(sec.get("images", {})) for layer, sec in old.get("layers", {}).items()}
     return ShardJob(net, chosen, plan_batches(chosen, n, settings.diversity, bool(negative)), shard, out, n, dev, settings, header,

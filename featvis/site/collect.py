@@ -18,7 +18,8 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 @dataclass
 class Image:
-    """One visualization: ``kind`` "channel" or "neuron", ``k`` its diversity index."""
+    """One visualization: ``kind`` "channel" or "neuron", ``k`` its diversity index; ``negative``:
+    a minimizing image (``featvis render --negative``)."""
 
     channel: int
     k: int
@@ -26,6 +27,7 @@ class Image:
     seed: Optional[int]
     value: Optional[float]
     path: Path  # absolute, inside its folder
+    negative: bool = False
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Folder:
     topk: Dict[str, dict]  # layer -> {"info": {...}, "channels": {c: [Example]}}
     circuits: Dict[str, Dict[int, Circuit]]  # layer -> channel -> Circuit
     warnings: List[str] = field(default_factory=list)
+    scores: Dict[str, dict] = field(default_factory=dict)  # layer -> featvis score's record (manifest "score")
 
 
 def read_folder(path) -> Folder:
@@ -104,7 +107,8 @@ def read_folder(path) -> Folder:
         for key, rec in (sec.get("images") or {}).items():
             p = file(rec["file"], f"{name} image {key}")
             if p is not None:
-                images.append(Image(int(rec["channel"]), int(rec.get("k", 0)), kind, rec.get("seed"), rec.get("value"), p))
+                images.append(Image(int(rec["channel"]), int(rec.get("k", 0)), kind, rec.get("seed"), rec.get("value"), p,
+                                    rec.get("negative") is True))
         layers[name] = {"channels": sec.get("channels"), "objective": sec.get("objective"), "images": images}
     topk: Dict[str, dict] = {}
     model = m.get("model")
@@ -138,7 +142,7 @@ def read_folder(path) -> Folder:
         raise UsageError(f"{path}: its records name no model; give a folder written by featvis render or featvis topk")
     versions = {k: str(m[k]) for k in ("featvis", "torch", "device") if m.get(k)}
     return Folder(root, str(model), dict(m.get("weights") or {}), dict(settings), versions, layers, topk, circuits,
-                  warnings)
+                  warnings, dict(m.get("score") or {}))
 
 
 @dataclass
@@ -158,10 +162,11 @@ class Unit:
     images: List[Tuple[RenderSet, Image]] = field(default_factory=list)
     examples: List[Example] = field(default_factory=list)
     circuit: Optional[Circuit] = None
+    score: Optional[dict] = None  # {kind: {level: [mean, low, high, n]}} of featvis score, with "observer"
 
     @property
     def primary(self) -> Optional[Image]:
-        return self.images[0][1] if self.images else None
+        return next((im for _, im in self.images if not im.negative), None)
 
 
 @dataclass
@@ -230,7 +235,7 @@ def collect(folders: Sequence[Tuple[str, Folder]]) -> Dict[str, Model]:
                 tag = kind if kind not in tags else next(f"{kind}{i}" for i in range(2, 10 ** 6) if f"{kind}{i}" not in tags)
                 rs = RenderSet(f, given, kind, tag, sec["objective"])
                 layer.renders.append(rs)
-                for im in sorted(sec["images"], key=lambda im: (im.channel, im.k)):
+                for im in sorted(sec["images"], key=lambda im: (im.channel, im.negative, im.k)):
                     layer.units.setdefault(im.channel, Unit(im.channel)).images.append((rs, im))
             if name in f.topk:
                 layer.topk.append(f.topk[name]["info"])
@@ -240,10 +245,16 @@ def collect(folders: Sequence[Tuple[str, Folder]]) -> Dict[str, Model]:
                     layer.units.setdefault(c, Unit(c)).examples.extend(exs)
             for c, circ in f.circuits.get(name, {}).items():
                 layer.units.setdefault(c, Unit(c)).circuit = circ
+            rec = f.scores.get(name)
+            if rec:
+                for c, kinds in rec.get("channels", {}).items():
+                    unit = layer.units.setdefault(int(c), Unit(int(c)))
+                    unit.score = dict(kinds, observer=str((rec.get("observer") or {}).get("model", "?")),
+                                      photos=rec.get("n_photos"), k=rec.get("k"))
     for model in models.values():
         for layer in model.layers.values():
             layer.units = dict(sorted(layer.units.items()))
             for u in layer.units.values():  # channel renders first: they make the thumbnail
-                u.images.sort(key=lambda p: (p[0].kind != "channel", layer.renders.index(p[0]), p[1].k))
+                u.images.sort(key=lambda p: (p[0].kind != "channel", layer.renders.index(p[0]), p[1].negative, p[1].k))
                 u.examples.sort(key=lambda ex: (-ex.value, ex.source, ex.rank))
     return dict(sorted(models.items()))
