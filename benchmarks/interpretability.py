@@ -154,13 +154,13 @@ def speed(args, log):
     g = torch.Generator().manual_seed(0)
     fake = {(layer, c): (torch.rand(1, 3, args.size, args.size, generator=g),
                          torch.rand(1, 3, args.size, args.size, generator=g)) for c in range(64)}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = score(model, units, paths, observer, {"featvis": fake}, k=args.k, tasks=args.tasks, size=args.size,
                    progress=False)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     log(f"scoring 64 channels of mobilenet_v2 {layer} against {len(result.photos.paths)} photos "
         f"({args.size} px, observer imagenet-resnet50 at {args.observer_size} px, layers {observer.layers}), "
-        f"natural + one render per side, {args.tasks} tasks x {len(LEVELS)} levels: {seconds:.1f} s "
+        f"natural + one render per side, {args.tasks} tasks x {len(LEVELS)} levels: {seconds:.1f} s wall, {cpu:.1f} s CPU "
         f"(photos read and embedded: {result.photos.seconds:.1f} s) on {torch.get_num_threads()} thread(s)")
     return seconds
 
@@ -215,7 +215,7 @@ def main():
     ap.add_argument("--presets", default="lucid,maco,fourier-crops")
     ap.add_argument("--steps", type=int, default=512)
     ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--observer-size", type=int, default=224)
+    ap.add_argument("--observer-size", type=int, default=160)
     ap.add_argument("--photos", type=int, default=0, help="use the first N photos (default: all)")
     ap.add_argument("--k", type=int, default=9)
     ap.add_argument("--tasks", type=int, default=20)

@@ -88,6 +88,7 @@ def cmd_layers(sub):
 RENDER_EPILOG = """\
 output (--out DIR):
   DIR/<layer>/<channel>.png    one image per channel (<channel>_<k>.png with --diversity K)
+  DIR/<layer>/<channel>_neg.png  with --negative: its minimizing image (<channel>_neg_<k>.png)
   DIR/manifest.json            model, weights digest, settings, versions, device, runs, and per
                                image: seed, final objective value, file, sha256, seconds
   DIR/<layer>_sheet.png        labelled contact sheet of every image rendered so far

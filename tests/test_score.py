@@ -305,3 +305,15 @@ def test_the_site_shows_scores_sorts_by_them_and_shows_negative_images(reference
             browser.save_screenshot(str(folder / "score_unit.png"))
     finally:
         browser.quit()
+
+
+def test_featvis_score_warns_when_the_observer_is_the_studied_network(rendered, pics, tmp_path, capsys):
+    import shutil
+    out = tmp_path / "renders"
+    shutil.copytree(rendered, out)
+    argv = [a for a in SCORE if a != "toy"]
+    argv[argv.index("--observer") + 1:argv.index("--observer") + 1] = ["planted"]
+    assert main(["score", str(out), "--images", str(pics), "--layer", "colour", *argv]) == 0
+    err = capsys.readouterr().err
+    assert "featvis score: warning: the observer (planted) is the studied network itself" in err
+    assert RenderFolder(out).read()["score"]["colour"]["observer"]["model"] == "planted"

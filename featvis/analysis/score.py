@@ -75,6 +75,10 @@ TASKS = 20
 #: the scores, not their order. 30 makes a difference of one explanation-to-query cosine of 0.1
 #: (a clear match: a colour unit's renders against their photos) a 95% choice.
 TEMPERATURE = 30.0
+#: The observer's input size: 160 px costs half the CPU of 224 px (ResNet-50 observer: 0.15 against 0.26
+#: CPU-seconds per photo, benchmarks/interpretability.py --speed), which keeps 64 channels against 1,000
+#: photos within about 2 minutes on 2 cores; the pooled embedding needs no fine detail.
+OBSERVER_SIZE = 160
 #: Fewest photos: ``2 * K`` explanations plus a query pool where each level's 2% band holds a photo.
 MIN_QUERIES = 50
 
@@ -120,12 +124,13 @@ class Observer:
 
     ``model``: a featvis model (or any ``nn.Module`` taking [0, 1] RGB), *not* the studied one;
     ``layers``: the layers compared (default: four block outputs spread over its depth, or four
-    conv layers where it marks no blocks); ``size``: images are resized to ``size`` px first.
+    conv layers where it marks no blocks); ``size``: images are resized to ``size`` px first
+    (default :data:`OBSERVER_SIZE`).
     :meth:`embed` gives unit vectors per layer, concatenated and scaled so that the dot product of
     two embeddings is the mean over layers of their cosine similarity.
     """
 
-    def __init__(self, model, layers: Optional[Sequence[str]] = None, size: int = 224, batch: int = 32,
+    def __init__(self, model, layers: Optional[Sequence[str]] = None, size: int = OBSERVER_SIZE, batch: int = 32,
                  device=None, name: Optional[str] = None):
         from ..models import as_model, pick_device
         self.device = pick_device(device)
@@ -440,7 +445,8 @@ def add_arguments(p) -> None:
     p.add_argument("--observer-weights", default="default", metavar="default|PATH", help="the observer's weights")
     p.add_argument("--observer-layers", metavar="L1,L2,...", help="the observer's layers (default: four block "
                    "outputs spread over its depth)")
-    p.add_argument("--observer-size", type=int, default=224, help="images are resized to this for the observer (default: 224)")
+    p.add_argument("--observer-size", type=int, default=OBSERVER_SIZE,
+                   help=f"images are resized to this for the observer (default: {OBSERVER_SIZE})")
     p.add_argument("--k", type=int, default=K, help=f"natural explanations per side (default: {K})")
     p.add_argument("--tasks", type=int, default=TASKS, help=f"query pairs per unit and level (default: {TASKS})")
     p.add_argument("--temperature", type=float, default=TEMPERATURE,
@@ -532,8 +538,6 @@ def run(args) -> int:
     else:
         folder.refresh()  # a manifest.json that a kill left behind the records is rebuilt
     if same_network(model, obs_model):
-        warnings.warn(f"the observer ({obs_name}) is the studied network itself: the score then reads the unit's "
-                      "own input features; pass --observer with another trained model", ObserverWarning, stacklevel=2)
         print(f"featvis score: warning: the observer ({obs_name}) is the studied network itself; pass --observer "
               "with another trained model", file=sys.stderr)
     for la in layers:
@@ -575,4 +579,4 @@ def print_table(layer: str, record: dict, up_to_date: bool = False) -> None:
 
 __all__ = ["score", "Observer", "ObserverWarning", "Score", "Result", "Photos", "read_photos", "tasks_for",
            "task_probabilities", "interval", "default_layers", "same_network", "LEVELS", "K", "TASKS",
-           "TEMPERATURE"]
+           "TEMPERATURE", "OBSERVER_SIZE"]
