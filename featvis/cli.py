@@ -102,6 +102,7 @@ def cmd_layers(sub):
 RENDER_EPILOG = """\
 output (--out DIR):
   DIR/<layer>/<channel>.png    one image per channel (<channel>_<k>.png with --diversity K)
+  DIR/<layer>/<channel>_neg.png  with --negative: its minimizing image (<channel>_neg_<k>.png)
   DIR/manifest.json            model, weights digest, settings, versions, device, runs, and per
                                image: seed, final objective value, file, sha256, seconds
   DIR/<layer>_sheet.png        labelled contact sheet of every image rendered so far
@@ -132,9 +133,10 @@ def cmd_render(sub):
                    help="channels per batched optimization (default: 32; auto: from free memory)")
     p.add_argument("--param", choices=["fourier", "pixel", "cppn"], default=None, help="image parameterization (default: fourier)")
     from .presets import PRESETS
-    p.add_argument("--preset", choices=list(PRESETS), default=None,
+    p.add_argument("--preset", choices=list(PRESETS) + ["auto"], default=None,
                    help="a whole recipe: param, size, transforms and learning-rate schedule "
-                        "(fourier-crops or maco read best on modern ImageNet nets; lucid is the plain default's)")
+                        "(fourier-crops or maco read best on modern ImageNet nets; lucid is the plain default's; "
+                        "auto: the best measured channel recipe for the model, recorded as the preset it chose)")
     p.add_argument("--diversity", type=int, default=1, metavar="K",
                    help="K diverse images per channel (default: 1)")
     p.add_argument("--diversity-weight", type=float, default=None, metavar="W",
@@ -213,12 +215,14 @@ cmd_atlas = _delegated("atlas", "analysis.atlas", "an activation atlas of a laye
                        "a grid of cells each rendered from its mean direction")
 cmd_blocks = _delegated("blocks", "analysis.blocks", "building blocks of one photo at a layer: NMF neuron groups, their "
                         "renders, spatial maps and attribution to the top classes")
+cmd_score = _delegated("score", "analysis.score", "the machine interpretability score of every rendered unit: can an "
+                       "observer tell its strong from its weak photos by its renders? (and by its natural photos)")
 
 
 #: The subcommands, in the order ``featvis --help`` lists them.
 COMMANDS: List[Callable] = [cmd_models, cmd_layers, cmd_render, cmd_sheet, cmd_topk, cmd_figure, cmd_circuit,
-                            cmd_selfcheck, cmd_merge, cmd_plan, cmd_spectrum, cmd_faithfulness, cmd_atlas, cmd_blocks,
-                            cmd_site]
+                            cmd_selfcheck, cmd_merge, cmd_plan, cmd_spectrum, cmd_faithfulness, cmd_score, cmd_atlas,
+                            cmd_blocks, cmd_site]
 
 
 def parser() -> argparse.ArgumentParser:

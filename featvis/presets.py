@@ -118,13 +118,26 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
 ]}
 
 
+#: ``--preset auto``: the channel recipe per model, chosen by the machine interpretability score
+#: (``benchmarks/interpretability.py``; README "Pictures that explain units"). InceptionV1 keeps
+#: Lucid's recipe, tuned on it; every other model gets :data:`AUTO_DEFAULT`.
+AUTO = {"inceptionv1": "lucid"}
+AUTO_DEFAULT = "fourier-crops"
+
+
+def auto(model: str) -> str:
+    """The preset ``--preset auto`` means for the model called ``model`` (see :data:`AUTO`)."""
+    return AUTO.get(model, AUTO_DEFAULT)
+
+
 def get(name: str) -> Preset:
     """The preset called ``name`` (see :data:`PRESETS`)."""
     if isinstance(name, Preset):
         return name
     if name not in PRESETS:
         from .errors import UsageError
-        raise UsageError(f"no preset {name!r}; choose one of {', '.join(PRESETS)} (see featvis.presets)")
+        hint = " ('auto' is resolved per model: featvis.presets.auto(model_name))" if name == "auto" else ""
+        raise UsageError(f"no preset {name!r}; choose one of {', '.join(PRESETS)}{hint} (see featvis.presets)")
     return PRESETS[name]
 
 
@@ -147,4 +160,4 @@ def resolve(preset, batch: int = 1, param=None, transforms=None, steps: Optional
     )
 
 
-__all__ = ["Preset", "PRESETS", "get", "resolve", "constant", "warmup_cosine"]
+__all__ = ["Preset", "PRESETS", "AUTO", "AUTO_DEFAULT", "auto", "get", "resolve", "constant", "warmup_cosine"]

@@ -5,6 +5,8 @@
 - :mod:`featvis.analysis.circuits`: expanded weights and a unit's strongest inputs
   (``featvis.circuits``); :mod:`featvis.analysis.circuit_figure`: ``featvis circuit``.
 - :mod:`featvis.analysis.topk`: dataset examples (``featvis topk``).
+- :mod:`featvis.analysis.score`: the machine interpretability score of a unit's explanations
+  (``featvis score``).
 - :mod:`featvis.analysis.faithful`: ``featvis faithfulness``; :mod:`featvis.analysis.spectrum`:
   ``featvis spectrum``; :mod:`featvis.analysis.selfcheck`: ``featvis selfcheck``.
 - :mod:`featvis.analysis.atlas`: activation atlases (``featvis atlas``); :mod:`featvis.analysis.blocks`:

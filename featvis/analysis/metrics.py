@@ -466,3 +466,9 @@ def saturation(image, eps: float = SATURATION_EPS) -> Union[float, np.ndarray]:
 
 __all__ = ["faithfulness", "faithfulness_matrix", "path_layers", "saturation", "orientation", "coherence", "orientation_error", "angle_difference", "bend", "bend_strength",
            "bend_error", "spectrum_slope", "activation_ratio", "robustness", "robustness_transforms"]
+
+# The machine interpretability score lives in featvis.analysis.score; named here too, with the other scores.
+from .score import Observer, ObserverWarning  # noqa: E402
+from .score import score as interpretability_score  # noqa: E402
+
+__all__ += ["interpretability_score", "Observer", "ObserverWarning"]

@@ -53,10 +53,13 @@ def layer_key(layer: str) -> int:
     return int.from_bytes(hashlib.sha256(layer.encode()).digest()[:8], "big")
 
 
-def unit_seed(seed: int, layer: str, channel: int, k: int = 0) -> int:
+def unit_seed(seed: int, layer: str, channel: int, k: int = 0, negative: bool = False) -> int:
     """The seed of image ``k`` of ``layer:channel``: a stream of its own for every unit of the
-    model, the same whatever batch, shard or job renders it."""
+    model, the same whatever batch, shard or job renders it. A minimizing image (``negative``)
+    has a stream of its own too (one more part in the derivation; the maximizing ones' are as before)."""
     from ..rng import derive_seed
+    if negative:
+        return derive_seed(seed, layer_key(layer), channel, k, 1)
     return derive_seed(seed, layer_key(layer), channel, k)
 
 
@@ -140,7 +143,8 @@ def status(out) -> MergeReport:
         return report
     job = max(jobs, key=lambda p: max((r.get("started", "") for r in p.get("runs", [])), default=""))["job"]
     K, N = int((manifest.get("settings") or {}).get("diversity", 1)), int(job["shards"])
-    batches = plan_batches([(layer, parse_channels(spec)) for layer, spec in job["layers"].items()], int(job["batch"]), K)
+    batches = plan_batches([(layer, parse_channels(spec)) for layer, spec in job["layers"].items()], int(job["batch"]), K,
+                           negative=job.get("negative") is True)
     failed = {}
     for part in parts.values():
         failed.update(part.get("failed", {}))
@@ -259,13 +263,14 @@ class ShardJob:
         return [b for b in self.mine if not all(self.done(u) for u in b.units)]
 
     def channels(self, done: Optional[bool] = None) -> List[Tuple[str, int]]:
-        """This shard's channels (``done=True``: those with every image recorded; ``False``: the others)."""
-        out = []
+        """This shard's channels (``done=True``: those with every image recorded, the negative ones
+        too with ``--negative``; ``False``: the others)."""
+        complete: Dict[Tuple[str, int], bool] = {}
         for b in self.mine:
             for c in b.channels:
-                if done is None or all(self.done(WorkUnit(b.layer, c, k)) for k in range(b.diversity)) == done:
-                    out.append((b.layer, c))
-        return out
+                ok = all(self.done(u) for u in b.units if u.channel == c)
+                complete[(b.layer, c)] = complete.get((b.layer, c), True) and ok
+        return [u for u, ok in complete.items() if done is None or ok == done]
 
     def _read(self, folder) -> None:
         manifest = folder.read() or {}
@@ -308,12 +313,12 @@ class ShardJob:
             with bar:
                 bar.set_postfix(images=f"{images_done}/{len(units)}")
                 for i, b in enumerate(todo):
-                    seeds = [unit_seed(s.seed, u.layer, u.channel, u.k) for u in b.units]
+                    seeds = [unit_seed(s.seed, u.layer, u.channel, u.k, u.negative) for u in b.units]
                     new = [not self.done(u) for u in b.units]
                     t0 = time.perf_counter()
                     try:
                         result = render(self.model, batch_objective(b.layer, list(b.channels), s.neurons, K,
-                                                                    s.diversity_weight),
+                                                                    s.diversity_weight, b.negative),
                                         **recipe(s, len(seeds), getattr(self.model, "in_channels", 3)), seed=seeds, device=self.device, progress=bar.update if progress else False,
                                         deterministic=s.deterministic, graph=self.graph)
                     except (KeyboardInterrupt, UsageError):
@@ -326,7 +331,8 @@ class ShardJob:
                     seconds = (time.perf_counter() - t0) / len(b.channels)
                     with _interrupts_held():
                         written += self._write_batch(folder, b, seeds, new, result, seconds, run)
-                    _warn_dead_channels(b.layer, list(b.channels), result, K)
+                    if not b.negative:  # a minimizing image ending at 0 is a success
+                        _warn_dead_channels(b.layer, list(b.channels), result, K)
                     images_done += sum(new)
                     bar.set_postfix(images=f"{images_done}/{len(units)}", layer=b.layer, refresh=False)
         if self.shard.count > 1 or self.failures:
@@ -358,12 +364,14 @@ class ShardJob:
                                      "with --force or another --out)")
                 continue
             rel = folder.image_rel(b.layer, u.name(K), fmt)
-            # "value": the objective alone; with --diversity K the diversity term is recorded apart
+            # "value": the objective alone; with --diversity K the diversity term is recorded apart.
+            # A minimizing image's is the unit's value (the objective's negation), as the others'.
             value = result.terms["objective"][j] if "objective" in result.terms else result.values[j]
             entries[u.name(K)] = {
-                "channel": u.channel, "k": u.k, "seed": seed, "value": float(value), "file": rel,
-                "sha256": folder.save_image(rel, result.images[j]), "seconds": round(seconds, 4), "run": run,
+                "channel": u.channel, "k": u.k, "seed": seed, "value": -float(value) if u.negative else float(value),
+                "file": rel, "sha256": folder.save_image(rel, result.images[j]), "seconds": round(seconds, 4), "run": run,
                 **({"diversity": float(result.terms["diversity"][j])} if "diversity" in result.terms else {}),
+                **({"negative": True} if u.negative else {}),
             }
             failed.pop(str(u), None)
             self._done[u] = True
@@ -381,6 +389,7 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
                 weights: str = "default", layer_set: Optional[str] = None, neurons: bool = False,
                 size: Optional[int] = None, steps: int = 512, lr: Optional[float] = None,
                 param: Optional[str] = None, preset: Optional[str] = None, diversity: int = 1, diversity_weight: Optional[float] = None, seed: int = 0,
+                negative: bool = False,
                 deterministic: bool = True, graph=False, device: str = "auto", batch="auto", format: str = "png", force: bool = False,
                 shard: Shard = SINGLE, argv: Optional[Sequence[str]] = None, threads: Optional[int] = None) -> ShardJob:
     """Check everything a (shard of a) whole-model job needs and return it, writing nothing.
@@ -414,6 +423,15 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
     from .settings import (DIVERSITY_WEIGHT, FORMATS, MAX_SEED, MAX_SIZE, PARAMS, Settings, auto_batch, device_label, recipe,
                            make_param, objective_template)
     ChannelSpec.parse(channels)  # the syntax, before anything slow
+    asked = preset
+    if preset == "auto":  # per model; a folder that holds renders resumes with the preset it recorded
+        from ..presets import auto
+        recorded = None if force else (RenderFolder(out).read() or {}).get("settings")
+        preset = recorded.get("preset") if recorded is not None else auto(model)
+        if recorded is not None:  # what it was made with, unless given
+            param = recorded.get("param") if preset is None and param is None else param
+            size = recorded.get("size") if size is None else size
+            lr = recorded.get("lr") if lr is None else lr
     if preset is not None:
         from ..presets import PRESETS
         if preset not in PRESETS:
@@ -489,6 +507,9 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
         chosen.append((layer, chans))
         info[layer] = {"objective": objective_template(layer, neurons, settings.diversity, settings.diversity_weight),
                        "channels": shape[0]}
+        if negative:
+            info[layer]["negative_objective"] = objective_template(layer, neurons, settings.diversity,
+                                                                   settings.diversity_weight, negative=True)
     if batch == "auto":
         if shard.count > 1 and dev.type == "cuda":
             raise UsageError(f"--batch auto with shard {shard}: every shard must cut the job into the same batches, "
@@ -507,7 +528,8 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
         if diffs:
             raise UsageError(f"{out} holds renders made with other settings ({'; '.join(diffs)}); "
                              "repeat those settings to resume, choose another --out, or pass --force to start over there")
-    job = {"layers": {layer: spec_of(chans) for layer, chans in chosen}, "batch": n, "shards": shard.count}
+    job = {"layers": {layer: spec_of(chans) for layer, chans in chosen}, "batch": n, "shards": shard.count,
+           **({"negative": True} if negative else {})}
     run_record = {
         "started": datetime.datetime.now().astimezone().isoformat(timespec="microseconds"),
         "featvis": __version__, "torch": torch.__version__, "python": platform.python_version(),
@@ -517,9 +539,10 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
         # the plugin modules that registered models when this ran (a site's reproduce command names them)
         "plugins": [m.strip() for m in os.environ.get("FEATVIS_PLUGINS", "").split(",") if m.strip()],
         "argv": list(argv) if argv is not None else None,
+        **({"preset": f"auto -> {preset}"} if asked == "auto" else {}),
     }
     recorded = {} if old is None else {layer: dict(sec.get("images", {})) for layer, sec in old.get("layers", {}).items()}
-    return ShardJob(net, chosen, plan_batches(chosen, n, settings.diversity), shard, out, n, dev, settings, header,
+    return ShardJob(net, chosen, plan_batches(chosen, n, settings.diversity, bool(negative)), shard, out, n, dev, settings, header,
                     job, run_record, info, recorded, force, graph)
 
 
@@ -585,6 +608,9 @@ whole models and shards:
 def add_render_arguments(p) -> None:
     """``featvis render``'s options for whole models and shards."""
     p.epilog = (p.epilog or "") + RENDER_EPILOG
+    p.add_argument("--negative", action="store_true",
+                   help="also render each channel's minimizing images: <c>_neg.png (<c>_neg_<k>.png with --diversity), "
+                        "after the maximizing ones; a folder rendered without it resumes with it")
     p.add_argument("--layers", choices=LAYER_SETS, metavar="blocks|all",
                    help="instead of naming layers: every block output (as featvis layers marks) or every layer")
     p.add_argument("--shard", metavar="I/N", help="render shard I (from 0) of N; default: from torchrun, SLURM or "
@@ -606,7 +632,7 @@ def render_command(args, argv: Optional[Sequence[str]] = None) -> int:
     job = prepare_job(args.model, list(args.layer), args.channels, args.out, weights=args.weights,
                       layer_set=args.layers, neurons=args.neurons, size=args.size, steps=args.steps, lr=args.lr,
                       param=args.param, preset=args.preset, diversity=args.diversity,
-                      diversity_weight=args.diversity_weight, seed=args.seed,
+                      diversity_weight=args.diversity_weight, seed=args.seed, negative=args.negative,
                       deterministic=args.deterministic, graph=args.graph,
                       device=device_for(shard, args.device), batch=args.batch, format=args.format,
                       force=args.force, shard=shard, argv=argv, threads=args.threads)

@@ -58,22 +58,26 @@ class Settings:
 
 
 def batch_objective(layer: str, chans: Sequence[int], neurons: bool = False, k: int = 1,
-                    weight: float = DIVERSITY_WEIGHT) -> Objective:
+                    weight: float = DIVERSITY_WEIGHT, negative: bool = False) -> Objective:
     """One objective for a batch: image ``i*k + j`` maximizes channel ``chans[i]`` (its centre
-    neuron with ``neurons``); with ``k > 1`` each channel's ``k`` images also push apart with
-    ``weight * |objective| * diversity(layer)`` over their own group (see
-    :func:`featvis.objectives.scaled`; ``Result.terms`` then holds the two parts)."""
+    neuron with ``neurons``; ``negative``: minimizes it, maximizing its negation); with ``k > 1``
+    each channel's ``k`` images also push apart with ``weight * |objective| * diversity(layer)``
+    over their own group (see :func:`featvis.objectives.scaled`; ``Result.terms`` then holds the
+    two parts)."""
     units = [c for c in chans for _ in range(k)]
     obj = (neuron if neurons else channel)(layer, units)
+    if negative:
+        obj = -obj
     if k > 1:
         div = sum(diversity(layer, batch=list(range(i * k, i * k + k))) for i in range(len(chans)))
         obj = scaled(obj, div, weight, group=k, label="diversity")
     return obj
 
 
-def objective_template(layer: str, neurons: bool, k: int, weight: float) -> str:
-    """How the manifest describes each image's objective, with ``c`` the channel."""
-    base = f"{'neuron' if neurons else 'channel'}({layer}:c)"
+def objective_template(layer: str, neurons: bool, k: int, weight: float, negative: bool = False) -> str:
+    """How the manifest describes each image's objective, with ``c`` the channel (``negative``: of
+    the minimizing images, whose 'value' is the unit's, not its negation)."""
+    base = f"{'-' if negative else ''}{'neuron' if neurons else 'channel'}({layer}:c)"
     return base if k == 1 else (f"{base} + {weight:g} * |{base}| * diversity({layer}) over the channel's {k} images "
                                 "(|...| the group's mean objective, held constant); 'value' is the first term, "
                                 "'diversity' the second")

@@ -22,7 +22,8 @@ _RESERVED_SUFFIXES = (".html", ".htm", ".json", ".jpg", ".png", ".svg", ".css", 
 
 @dataclass
 class Image:
-    """One visualization: ``kind`` "channel" or "neuron", ``k`` its diversity index."""
+    """One visualization: ``kind`` "channel" or "neuron", ``k`` its diversity index; ``negative``:
+    a minimizing image (``featvis render --negative``)."""
 
     channel: int
     k: int
@@ -30,6 +31,7 @@ class Image:
     seed: Optional[int]
     value: Optional[float]
     path: Path  # absolute, inside its folder
+    negative: bool = False
 
 
 @dataclass
@@ -74,6 +76,7 @@ class Folder:
     warnings: List[str] = field(default_factory=list)
     plugins: List[str] = field(default_factory=list)  # FEATVIS_PLUGINS of the latest run (its model may come from one)
     atlas: Dict[str, dict] = field(default_factory=dict)  # layer -> activation atlas (see _read_atlas)
+    scores: Dict[str, dict] = field(default_factory=dict)  # layer -> featvis score's record (manifest "score")
 
 
 def _read_atlas(sec: dict, file) -> Optional[dict]:
@@ -132,7 +135,8 @@ def read_folder(path) -> Folder:
         for key, rec in (sec.get("images") or {}).items():
             p = file(rec["file"], f"{name}:{key.split('_')[0]} (image {key})", rec)
             if p is not None:
-                images.append(Image(int(rec["channel"]), int(rec.get("k", 0)), kind, rec.get("seed"), rec.get("value"), p))
+                images.append(Image(int(rec["channel"]), int(rec.get("k", 0)), kind, rec.get("seed"), rec.get("value"), p,
+                                    rec.get("negative") is True))
         layers[name] = {"channels": sec.get("channels"), "objective": sec.get("objective"), "images": images}
     topk: Dict[str, dict] = {}
     model = m.get("model")
@@ -182,7 +186,7 @@ def read_folder(path) -> Folder:
     plugins = runs[-1].get("plugins") if runs else None
     plugins = [str(p) for p in plugins] if isinstance(plugins, list) else []
     return Folder(root, str(model), weights, dict(settings), versions, layers, topk, circuits,
-                  warnings, plugins, atlas)
+                  warnings, plugins, atlas, dict(m.get("score") or {}))
 
 
 @dataclass
@@ -202,10 +206,11 @@ class Unit:
     images: List[Tuple[RenderSet, Image]] = field(default_factory=list)
     examples: List[Example] = field(default_factory=list)
     circuit: Optional[Circuit] = None
+    score: Optional[dict] = None  # {kind: {level: [mean, low, high, n]}} of featvis score, with "observer"
 
     @property
     def primary(self) -> Optional[Image]:
-        return self.images[0][1] if self.images else None
+        return next((im for _, im in self.images if not im.negative), None)
 
 
 @dataclass
@@ -293,7 +298,7 @@ def collect(folders: Sequence[Tuple[str, Folder]], plain: Optional[Dict[str, Opt
                 tag = kind if kind not in tags else next(f"{kind}{i}" for i in range(2, 10 ** 6) if f"{kind}{i}" not in tags)
                 rs = RenderSet(f, given, kind, tag, sec["objective"])
                 layer.renders.append(rs)
-                for im in sorted(sec["images"], key=lambda im: (im.channel, im.k)):
+                for im in sorted(sec["images"], key=lambda im: (im.channel, im.negative, im.k)):
                     layer.units.setdefault(im.channel, Unit(im.channel)).images.append((rs, im))
             if name in f.topk:
                 layer.topk.append(f.topk[name]["info"])
@@ -305,10 +310,16 @@ def collect(folders: Sequence[Tuple[str, Folder]], plain: Optional[Dict[str, Opt
                 layer.atlas = f.atlas[name]
             for c, circ in f.circuits.get(name, {}).items():
                 layer.units.setdefault(c, Unit(c)).circuit = circ
+            rec = f.scores.get(name)
+            if rec:
+                for c, kinds in rec.get("channels", {}).items():
+                    unit = layer.units.setdefault(int(c), Unit(int(c)))
+                    unit.score = dict(kinds, observer=str((rec.get("observer") or {}).get("model", "?")),
+                                      photos=rec.get("n_photos"), k=rec.get("k"))
     for model in models.values():
         for layer in model.layers.values():
             layer.units = dict(sorted(layer.units.items()))
             for u in layer.units.values():  # channel renders first: they make the thumbnail
-                u.images.sort(key=lambda p: (p[0].kind != "channel", layer.renders.index(p[0]), p[1].k))
+                u.images.sort(key=lambda p: (p[0].kind != "channel", layer.renders.index(p[0]), p[1].negative, p[1].k))
                 u.examples.sort(key=lambda ex: (-ex.value, ex.source, ex.rank))
     return dict(sorted(models.items()))

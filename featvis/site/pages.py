@@ -127,18 +127,32 @@ def _unit_value(unit: Unit) -> Optional[float]:
     return unit.primary.value if unit.primary is not None else None
 
 
+#: The query level the site shows and sorts by (featvis.analysis.score.LEVELS): the hardest, where
+#: natural exemplars are not at ceiling, so that recipes and units differ.
+SCORE_LEVEL = "hard"
+
+
+def _score_of(unit: Unit, kind: str) -> Optional[float]:
+    v = ((unit.score or {}).get(kind) or {}).get(SCORE_LEVEL)
+    return float(v[0]) if v else None
+
+
 def layer_page(model: Model, layer: Layer, thumbs: Dict[int, Tuple[str, Tuple[int, int]]]) -> str:
     units = []
     for c, unit in layer.units.items():
         v = _unit_value(unit)
+        s, n = _score_of(unit, "featvis"), _score_of(unit, "natural")
         src, (w, h) = thumbs.get(c, (None, (0, 0)))
         units.append(dict(channel=c, data_v="" if v is None else repr(float(v)), thumb=src, w=w, h=h,
                           what="feature visualization" if unit.images else "top dataset example",
-                          label=f"{model.name} {layer.name}:{c}", value=None if v is None else f"{v:.3g}"))
+                          label=f"{model.name} {layer.name}:{c}", value=None if v is None else f"{v:.3g}",
+                          data_s="" if s is None else repr(s), data_n="" if n is None else repr(n),
+                          score=None if s is None else f"{s:.2f}"))
+    scored = any(u["data_s"] or u["data_n"] for u in units)
     return _page("layer.html", f"{model.name} {layer.name} · feature atlas", 2,
                  [("atlas", "../../index.html"), (model.name, "../index.html"), (layer.name, None)],
                  model=model.name, layer=layer.name, units=units, of=f" of {layer.channels}" if layer.channels else "",
-                 atlas=layer.atlas is not None)
+                 atlas=layer.atlas is not None, scored=scored, level=SCORE_LEVEL)
 
 
 def atlas_page(model: Model, layer: Layer, names: Dict[Tuple[int, int], str]) -> str:
@@ -172,27 +186,43 @@ def atlas_page(model: Model, layer: Layer, names: Dict[Tuple[int, int], str]) ->
                  model=model.name, layer=layer.name, what=what, rows=rows, facts=facts, image="img/atlas/atlas.png")
 
 
+def _score_rows(unit: Unit) -> List[dict]:
+    """The unit's interpretability scores, one row per explanation kind and query level."""
+    rows = []
+    for kind in ("featvis", "natural"):
+        for level, v in ((unit.score or {}).get(kind) or {}).items():
+            rows.append(dict(kind=kind, level=level, mean=f"{float(v[0]):.3f}", ci=f"{float(v[1]):.2f}–{float(v[2]):.2f}",
+                             n=str(v[3])))
+    return rows
+
+
 def unit_page(models: Dict[str, Model], model: Model, layer: Layer, unit: Unit, names: Dict[int, str],
               prev_c: Optional[int], next_c: Optional[int]) -> str:
     c = unit.channel
     label = f"{layer.name}:{c}"
     renders = []
     for rs in [r for r in layer.renders if any(p[0] is r for p in unit.images)]:
-        ims = [im for r, im in unit.images if r is rs]
+        ims = [im for r, im in unit.images if r is rs and not im.negative]
+        negs = [im for r, im in unit.images if r is rs and im.negative]
         figures = [dict(src=names[id(im)], seed=_fmt(im.seed), value=_fmt(im.value),
                         what=f"{rs.kind} objective" + (f", diversity image {im.k + 1} of {len(ims)}" if len(ims) > 1 else ""))
                    for im in ims]
+        negatives = [dict(src=names[id(im)], seed=_fmt(im.seed), value=_fmt(im.value),
+                          what=f"minimizing the {rs.kind} objective" + (f", image {im.k + 1} of {len(negs)}" if len(negs) > 1 else ""))
+                     for im in negs]
         s = rs.folder.settings
         renders.append(dict(heading=f"{rs.kind.capitalize()} visualization{'s' if len(ims) > 1 else ''}",
-                            figures=figures, objective=rs.objective or "–", steps=_fmt(s.get("steps")),
+                            figures=figures, negatives=negatives, objective=rs.objective or "–", steps=_fmt(s.get("steps")),
                             settings=_settings_line(s), featvis=rs.folder.versions.get("featvis", "?"),
-                            device=rs.folder.versions.get("device", "?"), command=reproduce_command(rs, layer.name, c)))
+                            device=rs.folder.versions.get("device", "?"), command=reproduce_command(rs, layer.name, c) + (" --negative" if negs else "")))
     examples = [dict(src=names[id(ex)], rank=ex.rank + 1, value=f"{ex.value:.4g}", image=ex.image, short=_short(ex.image))
                 for ex in unit.examples]
     return _page("unit.html", f"{model.name} {label} · feature atlas", 2,
                  [("atlas", "../../index.html"), (model.name, "../index.html"), (layer.name, "index.html"), (str(c), None)],
                  model=model.name, layer=layer.name, label=label, prev=prev_c, next=next_c, renders=renders,
-                 examples=examples, circuit=_circuit(model, unit, names) if unit.circuit else None)
+                 examples=examples, scores=_score_rows(unit),
+                 score_note=(f"observer {unit.score.get('observer')}, {unit.score.get('photos')} photos, "
+                             f"k {unit.score.get('k')}") if unit.score else "", circuit=_circuit(model, unit, names) if unit.circuit else None)
 
 
 def _circuit(model: Model, unit: Unit, names: Dict[int, str]) -> dict:

@@ -130,6 +130,8 @@ class FolderDerived:
             return None
         settings = manifest.get("settings") or {}
         K = int(settings.get("diversity", 1))
+        if any(e.get("negative") for _, e in entries):  # a channel's minimizing images beside its maximizing ones
+            cols = cols or (2 * K if K > 1 else 2 * math.ceil(math.sqrt(len(entries) / 2)))
         cols = cols or (K if K > 1 else math.ceil(math.sqrt(len(entries))))
         if cell is None:
             size = int(settings.get("size", SHEET_MIN_CELL))

@@ -153,6 +153,8 @@ def _check_images(images, where: str) -> None:
         for key in ("seconds", "diversity"):
             if key in e:
                 _need(e[key] is None or _is_num(e[key]), f"{w}.{key}", "expected a finite number")
+        if "negative" in e:
+            _need(isinstance(e["negative"], bool), f"{w}.negative", "expected true or false")
 
 
 def check_made_by(made, where: str) -> None:
@@ -161,6 +163,32 @@ def check_made_by(made, where: str) -> None:
     if made.get("model") is not None:
         _need_text(made["model"], f"{where}.model")
     _check_weights(made.get("weights"), f"{where}.weights")
+
+
+def image_order(entry: dict) -> tuple:
+    """How a layer's images are ordered: by channel, its maximizing images before its minimizing
+    ones (``featvis render --negative``), then by k."""
+    return entry["channel"], entry.get("negative") is True, entry["k"]
+
+
+def _check_score(section, where: str) -> None:
+    """A ``featvis score`` record of one layer (see :mod:`featvis.analysis.score`)."""
+    _need(isinstance(section, dict), where, "expected an object")
+    _need(isinstance(section.get("weights_sha256"), str), f"{where}.weights_sha256", "expected a string")
+    levels = section.get("levels")
+    _need(isinstance(levels, list) and all(isinstance(v, str) for v in levels), f"{where}.levels",
+          "expected a list of level names")
+    channels = section.get("channels")
+    _need(isinstance(channels, dict), f"{where}.channels", "expected an object of channels")
+    for c, kinds in channels.items():
+        w = f"{where}.channels.{c}"
+        _need(c.isdigit(), w, "expected a channel number")
+        _need(isinstance(kinds, dict), w, "expected an object of explanation kinds")
+        for kind, per in kinds.items():
+            _need(isinstance(per, dict), f"{w}.{kind}", "expected an object of levels")
+            for level, v in per.items():
+                _need(isinstance(v, list) and len(v) == 4 and all(_is_num(x) for x in v) and all(0 <= x <= 1 for x in v[:3])
+                      and _is_int(v[3]), f"{w}.{kind}.{level}", "expected [mean, low, high, n] with scores in [0, 1]")
 
 
 def _check_topk(section, where: str) -> None:
@@ -304,6 +332,10 @@ def check_records(data, where: str) -> dict:
         _need(isinstance(atlas, dict), f"{where}.atlas", "expected an object of layers")
         for layer, section in atlas.items():
             _check_atlas(section, f"{where}.atlas.{layer}")
+        scores = data.get("score", {})
+        _need(isinstance(scores, dict), f"{where}.score", "expected an object of layers")
+        for layer, section in scores.items():
+            _check_score(section, f"{where}.score.{layer}")
     except _Bad as e:
         raise UsageError(f"{_printable(str(e))} (the file is damaged or not a featvis manifest); fix or remove it, "
                          "choose another --out, or pass --force to start over there") from None
@@ -421,7 +453,7 @@ def merge_records(parts: Dict[str, dict]) -> dict:
     renumbered over the concatenated runs), the newest top-k record of each layer. Parts that
     record renders must agree on model, weights and settings (else :class:`UsageError`)."""
     merged: dict = {"featvis_manifest": MANIFEST_VERSION, "model": None, "weights": None, "settings": None,
-                    "runs": [], "layers": {}, "topk": {}}
+                    "runs": [], "layers": {}, "topk": {}, "score": {}}
     owner = None
     for writer in sorted(parts, key=lambda w: (_claim_only(parts[w]), w != MAIN, w)):
         part = parts[writer]
@@ -456,8 +488,12 @@ def merge_records(parts: Dict[str, dict]) -> dict:
             have = merged.setdefault("atlas", {}).get(layer)
             if have is None or section.get("recorded", 0) >= have.get("recorded", 0):
                 merged["atlas"][layer] = section
+        for layer, section in part.get("score", {}).items():
+            have = merged["score"].get(layer)
+            if have is None or section.get("recorded", 0) >= have.get("recorded", 0):
+                merged["score"][layer] = section
     for section in merged["layers"].values():
-        section["images"] = dict(sorted(section["images"].items(), key=lambda kv: (kv[1]["channel"], kv[1]["k"])))
+        section["images"] = dict(sorted(section["images"].items(), key=lambda kv: image_order(kv[1])))
     return merged
 
 
@@ -693,7 +729,7 @@ class FolderRecords:
         sec = self.part.setdefault("layers", {}).setdefault(layer, {"images": {}})
         sec.update(section or {})
         sec["images"].update(entries)
-        sec["images"] = dict(sorted(sec["images"].items(), key=lambda kv: (kv[1]["channel"], kv[1]["k"])))
+        sec["images"] = dict(sorted(sec["images"].items(), key=lambda kv: image_order(kv[1])))
         check_records(self.part, f"{PARTS}/{self.writer}.json")
         self._write_part(self.writer, self.part)
         return self.merge(sheets=[layer] if sheet else [])
@@ -721,6 +757,16 @@ class FolderRecords:
         self._need_writer()
         record = dict(record, recorded=time.time())
         self.part.setdefault("atlas", {})[layer] = record
+        check_records(self.part, f"{PARTS}/{self.writer}.json")
+        self._write_part(self.writer, self.part)
+        return self.merge(sheets=[])
+
+    def record_score(self, layer: str, record: dict) -> dict:
+        """Record (replace) ``layer``'s interpretability scores (``featvis score``) in this writer's
+        part, then merge. ``record["channels"]``: ``{channel: {kind: {level: [mean, low, high, n]}}}``."""
+        self._need_writer()
+        record = dict(record, recorded=time.time())
+        self.part.setdefault("score", {})[layer] = record
         check_records(self.part, f"{PARTS}/{self.writer}.json")
         self._write_part(self.writer, self.part)
         return self.merge(sheets=[])

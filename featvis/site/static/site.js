@@ -39,7 +39,7 @@
   var sort = document.getElementById("sort"), filter = document.getElementById("filter");
   var shown = document.getElementById("shown");
   var chan = function (li) { return +li.getAttribute("data-c"); };
-  var val = function (li) { var v = li.getAttribute("data-v"); return v === "" ? NaN : +v; };
+  var attr = function (li, name) { var v = li.getAttribute(name); return v === null || v === "" ? NaN : +v; };
 
   function ranges(text) {
     var out = [], bad = false;
@@ -55,19 +55,24 @@
     return { list: out, bad: bad };
   }
 
-  var keys = items.map(function (li) { return { li: li, c: chan(li), v: val(li) }; });
+  // sort keys: value-*, score-* (featvis interpretability score), natural-* (natural exemplars' score)
+  var field = { value: "v", score: "s", natural: "n" };
+  var keys = items.map(function (li) {
+    return { li: li, c: chan(li), v: attr(li, "data-v"), s: attr(li, "data-s"), n: attr(li, "data-n") };
+  });
   var order = keys, sorted = "channel", shownKey = null;
 
   function apply(save) {  // non-matching cells are taken out of the list (cheaper than hiding 2,000)
     var key = sort.value, r = ranges(filter.value), n = 0;
     filter.setAttribute("aria-invalid", r.bad ? "true" : "false");
     if (key !== sorted) {
-      var sign = key === "value-asc" ? 1 : -1;
+      var sign = /-asc$/.test(key) ? 1 : -1, f = field[key.split("-")[0]] || "v";
       order = keys.slice();
       if (key !== "channel") {
         order.sort(function (a, b) {
-          if (isNaN(a.v) !== isNaN(b.v)) return isNaN(a.v) ? 1 : -1;
-          return (a.v === b.v || isNaN(a.v)) ? a.c - b.c : sign * (a.v - b.v);
+          var x = a[f], y = b[f];
+          if (isNaN(x) !== isNaN(y)) return isNaN(x) ? 1 : -1;
+          return (x === y || isNaN(x)) ? a.c - b.c : sign * (x - y);
         });
       }
       sorted = key;
