@@ -13,10 +13,12 @@ already holds them as ``<layer>/<channel>.png``.
     DIR/<layer>/circuits/<channel>.json
         {"unit": "mixed3b:342", "from": "mixed3a",
          "inputs": [{"channel": 12, "norm": 0.53, "sign": "excitatory",
-                     "heatmap": "mixed3b/circuits/342_from_mixed3a_12.png"}, ...]}
+                     "heatmap": "mixed3b/circuits/342_from_mixed3a_12.png"}, ...],
+         "made_by": {"model": "inceptionv1", "weights": {"spec": "default", "sha256": "..."}}}
     DIR/<layer>/circuits/<channel>_from_<src>_<c>.png      each input's heatmap (same colour scale)
 
-Paths in the JSON are relative to DIR; every file is written atomically.
+Paths in the JSON are relative to DIR; every file is written atomically, through the folder's owner
+(:class:`featvis.jobs.folder.RenderFolder`) under its lock; a folder of another network refuses it.
 """
 from __future__ import annotations
 
@@ -199,7 +201,7 @@ as they are, at src = 0). Red excites, blue inhibits, white is zero, on one scal
 
 examples:
   featvis circuit inceptionv1 mixed3b:342 --from mixed3a --top 8 --out circuit.pdf
-  featvis circuit handcoded curves:2 --from edges --out curve.png --record renders
+  featvis circuit handcoded curves:2 --from edges --out curve.png --record handcoded_renders
   featvis circuit resnet50 layer3.1:7 --from layer3.0 --preset fourier-crops --out circuit.png
 """
 
