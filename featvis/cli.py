@@ -109,7 +109,8 @@ output (--out DIR):
 
 Re-running the same command resumes: images already in the manifest are skipped. Each image's
 seed comes from --seed, the layer, the channel and k, so an image does not depend on --batch (up to
-float rounding) nor on interruptions or shards (not at all: a resumed run's files equal an uninterrupted one's). --batch auto: on CUDA as many channels as ~80% of free GPU memory holds (at most
+float rounding) nor on interruptions or shards (not at all: a resumed run's files equal an uninterrupted one's;
+on the CPU for one thread count, which the folder records and a resume keeps: see --threads). --batch auto: on CUDA as many channels as ~80% of free GPU memory holds (at most
 256 images per batch); on the CPU 8.
 
 example:

@@ -88,8 +88,8 @@ def test_render_writes_pngs_manifest_and_sheet(reference):
     assert m["settings"] == {"neurons": False, "size": 32, "steps": 8, "lr": 0.05, "param": "fourier",
                              "diversity": 1, "diversity_weight": DIVERSITY_WEIGHT, "seed": 0, "format": "png",
                              "device": suite_device().type, "deterministic": True, "preset": None,
-                             # the CPU thread count changes pixels there; FEATVIS_THREADS=1 (conftest)
-                             "threads": 1 if suite_device().type == "cpu" else None}
+                             # the CPU thread count changes pixels there: FEATVIS_THREADS (1 unless set; conftest)
+                             "threads": int(os.environ["FEATVIS_THREADS"]) if suite_device().type == "cpu" else None}
     assert m["featvis"] and m["torch"] == torch.__version__ and m["device"].startswith(suite_device().type)
     assert m["runs"][0]["batch"] == 4 and m["layers"]["conv2"]["channels"] == 16
     entries = m["layers"]["conv2"]["images"]

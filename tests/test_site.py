@@ -94,7 +94,7 @@ def test_pages_at_stable_urls_with_images_command_examples_and_circuits(built, r
     assert page.count('alt="Feature visualization of toy conv2:3') == 3
     assert "diversity image 2 of 2" in page and "neuron objective" in page
     assert (f"featvis render toy conv2 --channels 3 --size 40 --steps 3 --lr 0.05 --param fourier --diversity 2 "
-            f"--diversity-weight 0.5 --seed 0 --weights none --device cpu --threads 1 --out toy") in page  # no local path (issue 22)
+            f"--diversity-weight 0.5 --seed 0 --weights none --device cpu --threads {os.environ['FEATVIS_THREADS']} --out toy") in page  # no local path (issue 22)
     assert str(renders["toy"].parent) not in page
     assert "--neurons" in page
     manifest = json.loads((renders["toy"] / "manifest.json").read_text())
