@@ -81,7 +81,13 @@ def test_direction_cosine_weighting_and_errors():
     weighted = O.direction("l", v, cossim_pow=1)(a)
     assert (weighted < plain).all()  # cosine < 1 shrinks it
     with pytest.raises(ValueError, match="1-d"):
-        O.direction("l", torch.ones(2, 4))
+        O.direction("l", torch.ones(2, 2, 4))
+    # a (B, C) matrix: image i follows row i, as if each had its own direction objective
+    rows = torch.randn(a["l"].shape[0], 4)
+    each = O.direction("l", rows, cossim_pow=1)(a)
+    assert torch.allclose(each, torch.stack([O.direction("l", r, cossim_pow=1)(a)[i] for i, r in enumerate(rows)]))
+    with pytest.raises(ValueError, match="one per image"):
+        O.direction("l", torch.ones(a["l"].shape[0] + 1, 4))(a)
     with pytest.raises(ValueError, match="3 entries but layer 'l' has 4 channels"):
         O.direction("l", torch.ones(3))(a)
     n = O.direction_neuron("l", v, cossim_pow=0)(a)

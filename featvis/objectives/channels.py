@@ -185,6 +185,9 @@ def direction(layer: str, vector, cossim_pow: float = 1.0, batch=None) -> Object
     way to render many directions as one batch (an activation atlas's cells).
     """
     m = torch.as_tensor(vector, dtype=torch.float32)
+    if m.dim() > 2:
+        raise ValueError(f"direction: the vector must be 1-d (one entry per channel) or 2-d (one direction per "
+                         f"image), got shape {tuple(m.shape)}")
     if m.dim() == 2:
         if m.shape[0] == 0:
             raise ValueError("direction: empty matrix of directions")
