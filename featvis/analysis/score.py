@@ -411,15 +411,14 @@ def default_observer_name(studied: str) -> str:
 def folder_explanations(folder, layer: str, section: dict) -> Dict[Tuple[str, int], tuple]:
     """``{(layer, c): (positive (K, 3, S, S), negative (K', 3, S, S) or None)}``: the renders of a
     folder's layer, checked against their recorded SHA-256 (a changed file is refused)."""
-    from PIL import Image
-
     from ..param import image_tensor
     found: Dict[int, Tuple[list, list]] = {}
     for name, e in section.get("images", {}).items():
         if not folder.image_ok(e):
             raise UsageError(f"{folder.path(e['file'])} is missing or changed since it was rendered; re-run the "
                              "featvis render command to redo it, then score again")
-        with Image.open(folder.path(e["file"])) as im:
+        # through the folder's one opener and the bounded loader (contained, regular file, bounded pixels)
+        with folder.load_image(e["file"], f"{layer}:{name}") as im:
             t = image_tensor(im.convert("RGB"))[0]
         found.setdefault(int(e["channel"]), ([], []))[1 if e.get("negative") else 0].append(t)
     return {(layer, c): (torch.stack(pos), torch.stack(neg) if neg else None) for c, (pos, neg) in sorted(found.items())
@@ -466,6 +465,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     """``featvis score DIR --images PHOTOS``: score, record (layer by layer), print the table."""
     from ..jobs.folder import MAIN, RenderFolder, records_digest
+    from ..jobs.folder.records import made_by
     from ..models import pick_device
     from ..models.open import open_model
     from ..models.weights import weights_digest
@@ -533,6 +533,7 @@ def run(args) -> int:
                 channels = {str(c): {kind: {level: s.to_json() for level, s in per.items()} for kind, per in kinds.items()}
                             for (_, c), kinds in result.units.items()}
                 folder.record_score(la, dict(settings, model=data["model"], renders=records_digest(rendered[la]),
+                                             made_by=made_by(data["model"], digest, spec),
                                              channels=channels, seconds=round(result.seconds, 3)))
         data = folder.read()
     else:

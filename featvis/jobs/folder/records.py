@@ -175,6 +175,8 @@ def _check_score(section, where: str) -> None:
     """A ``featvis score`` record of one layer (see :mod:`featvis.analysis.score`)."""
     _need(isinstance(section, dict), where, "expected an object")
     _need(isinstance(section.get("weights_sha256"), str), f"{where}.weights_sha256", "expected a string")
+    if "made_by" in section:
+        check_made_by(section["made_by"], f"{where}.made_by")
     levels = section.get("levels")
     _need(isinstance(levels, list) and all(isinstance(v, str) for v in levels), f"{where}.levels",
           "expected a list of level names")
@@ -661,6 +663,10 @@ class FolderRecords:
             for layer, sec in (p.get("topk") or {}).items():
                 if isinstance(sec.get("made_by"), dict):
                     yield f"the top-k examples of {layer}", sec["made_by"]
+        for w, p in parts.items():
+            for layer, sec in (p.get("score") or {}).items():
+                if isinstance(sec.get("made_by"), dict):
+                    yield f"the interpretability scores of {layer}", sec["made_by"]
         for (layer, c), rec in self.read_circuits(skip).items():
             if isinstance(rec.get("made_by"), dict):
                 yield f"the circuit of {layer}:{c}", rec["made_by"]
