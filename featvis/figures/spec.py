@@ -152,7 +152,8 @@ def check_spec(spec: dict, where="the spec", out=None) -> None:
         raise UsageError(f"{where}: {e}") from None
     target = out if out is not None else spec.get("out")
     if target is not None and Path(str(target)).suffix.lower() not in (".png", ".pdf", ".svg"):
-        raise UsageError(f"{where}: cannot write a figure to {str(target)!r}; end the name with .png, .pdf or .svg")
+        raise UsageError(f"{where}: cannot write a figure to {str(target)!r}; end the name with .png or .pdf "
+                         "(or .svg)")
 
 
 def render_spec(spec: dict, model=None, device=None, progress: bool = True, base: Optional[Path] = None,
