@@ -67,7 +67,7 @@ def variants(spectrum=None):
     """{name: Preset}: ``fc`` is today's fourier-crops (decay 1.25, crops 0.3-1, lr 0.05)."""
     v = {"lucid": presets.get("lucid")}
     v["fc"] = fc("fc")
-    for lr in (0.025, 0.1):
+    for lr in (0.025, 0.1, 0.2):
         v[f"fc-lr{lr:g}"] = fc(f"fc-lr{lr:g}", lr=lr)
     for decay in (1.0, 1.5):
         v[f"fc-d{decay:g}"] = fc(f"fc-d{decay:g}", decay=decay)
@@ -75,6 +75,10 @@ def variants(spectrum=None):
         v[f"fc-c{smallest:g}"] = fc(f"fc-c{smallest:g}", smallest=smallest)
     v["fc-ens"] = fc("fc-ens", ensemble=True)
     v["fc-nodecor"] = fc("fc-nodecor", decorrelate=False)
+    # second round: the first round's winner (lr 0.1) with each runner-up
+    v["fc-lr0.1-ens"] = fc("fc-lr0.1-ens", lr=0.1, ensemble=True)
+    v["fc-lr0.1-d1.5"] = fc("fc-lr0.1-d1.5", lr=0.1, decay=1.5)
+    v["fc-lr0.1-c0.5"] = fc("fc-lr0.1-c0.5", lr=0.1, smallest=0.5)
     for sd in (0.05,):
         v[f"fc-sd{sd:g}"] = fc(f"fc-sd{sd:g}", sd=sd)
     # the first sweep's variants (MobileNetV2 read by SqueezeNet), by their names there
