@@ -1,5 +1,6 @@
 """Expanded weights (featvis.circuits) against kernels composed by hand and the hand-coded wiring;
 the ``featvis circuit`` command and its record; the example script."""
+import importlib
 import json
 import math
 import os
@@ -260,7 +261,7 @@ def test_from_dir_visualizations_are_used_as_they_are(tmp_path, handcoded, monke
     def no_render(*args, **kwargs):
         raise AssertionError("rendered although the render folder holds every visualization")
 
-    monkeypatch.setattr(sys.modules["featvis.render"], "render", no_render)
+    monkeypatch.setattr(importlib.import_module("featvis.render"), "render", no_render)
     inputs = top_inputs(handcoded, "curves:2", "edges", k=2, device="cpu")
     marker = Image.new("RGB", (32, 32), (0, 255, 0))
     for layer, c in [("curves", 2)] + [("edges", i.channel) for i in inputs]:
