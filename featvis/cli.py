@@ -21,7 +21,7 @@ import sys
 import traceback
 from typing import Callable, List, Optional
 
-from .errors import UsageError, count_arg
+from .errors import UsageError, count_arg, device_argument, weights_argument
 
 PROG = "featvis"
 
@@ -144,13 +144,12 @@ def cmd_render(sub):
                    help="with --diversity K: maximize objective + W * |objective| * diversity, i.e. W is the "
                         "share of the objective that looking alike can cost (default: 0.5)")
     p.add_argument("--seed", type=int, default=0, help="run seed; each image's seed derives from it, the layer, the channel and k (default: 0)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: auto (CUDA when present)")
+    device_argument(p)
     p.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True,
                    help="deterministic kernels only, so that a seed (and a resumed run) gives the same bytes on a GPU too (default: on)")
     p.add_argument("--graph", action=argparse.BooleanOptionalAction, default=False,
                    help="CUDA only: capture each optimization step in a CUDA graph and replay it (default: off)")
-    p.add_argument("--weights", default="default", metavar="default|none|PATH",
-                   help="pretrained weights (default), random init from --seed (none), or a state dict file")
+    weights_argument(p)
     p.add_argument("--out", default="renders", metavar="DIR", help="output folder (default: renders)")
     p.add_argument("--format", choices=["png"], default="png", help="image format (default: png)")
     p.add_argument("--force", action="store_true", help="start over in DIR, even if it holds renders with other settings")

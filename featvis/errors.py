@@ -41,3 +41,18 @@ def count_arg(noun: str, auto: bool = False):
             raise argparse.ArgumentTypeError(f"expected {expected}, got {n}")
         return n
     return parse
+
+
+#: ``--weights``'s help where it means the model's own weights (render, topk, circuit, atlas, blocks).
+WEIGHTS_HELP = "pretrained weights (default), random init from --seed (none), or a state dict file"
+DEVICE_HELP = "default: auto (CUDA when present)"
+
+
+def weights_argument(parser) -> None:
+    """The usual ``--weights default|none|PATH`` option of a command that opens a model."""
+    parser.add_argument("--weights", default="default", metavar="default|none|PATH", help=WEIGHTS_HELP)
+
+
+def device_argument(parser, help: str = DEVICE_HELP) -> None:
+    """The usual ``--device auto|cpu|cuda`` option."""
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help=help)

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import UsageError, device_argument, weights_argument
 
 if TYPE_CHECKING:
     import torch
@@ -677,11 +677,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--cache", metavar="FILE.npz",
                         help="keep the points and layout here and reuse them (default with --record: in DIR)")
     parser.add_argument("--batch", type=int, default=32, help="cells per batched render, and photos per forward (default: 32)")
-    parser.add_argument("--weights", default="default", metavar="default|none|PATH",
-                        help="pretrained weights (default), random init from --seed (none), or a state dict file")
+    weights_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="positions, layout and render seeds derive from it (default: 0)")
     parser.add_argument("--dpi", type=float, default=150, help="resolution of a PNG, and of the raster in a PDF/SVG (default: 150)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: auto (CUDA when present)")
+    device_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, List, Optional, Sequence
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import UsageError, device_argument, weights_argument
 
 if TYPE_CHECKING:
     import torch
@@ -287,11 +287,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--steps", type=int, default=256, help="optimization steps (default: 256)")
     parser.add_argument("--top-classes", type=int, default=3, help="classes to attribute to (default: 3)")
     parser.add_argument("--labels", metavar="FILE", help="class names, one per line (default: class numbers)")
-    parser.add_argument("--weights", default="default", metavar="default|none|PATH",
-                        help="pretrained weights (default), random init from --seed (none), or a state dict file")
+    weights_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="render and NMF seed (default: 0)")
     parser.add_argument("--dpi", type=float, default=150, help="resolution of a PNG, and of the images in a PDF/SVG")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: auto (CUDA when present)")
+    device_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
-from ..errors import NotFound, UsageError
+from ..errors import NotFound, UsageError, device_argument, weights_argument
 from ..figures.circuit import HEATMAP_MIN_PX, RECORD_PX, colour_bar, heatmap
 
 if TYPE_CHECKING:  # torch and PIL are imported where they are used: `featvis --help` stays fast
@@ -220,8 +220,7 @@ def add_arguments(parser) -> None:
                         help="write DIR/<layer>/circuits/<channel>.json and its heatmaps (for the site; renders nothing)")
     parser.add_argument("--from-dir", metavar="DIR",
                         help="a render folder holding the visualizations as <layer>/<channel>.png; missing ones are rendered")
-    parser.add_argument("--weights", default="default", metavar="default|none|PATH",
-                        help="pretrained weights (default), random init from --seed (none), or a state dict file")
+    weights_argument(parser)
     parser.add_argument("--size", type=int, default=None, help="visualization size in pixels (default: the preset's, else 128)")
     from ..presets import PRESETS
     parser.add_argument("--preset", choices=list(PRESETS), default=None,
@@ -232,7 +231,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--keep-nonlinear", action="store_true",
                         help="keep ReLUs and max-pools instead of their linear stand-ins")
     parser.add_argument("--dpi", type=float, default=150, help="resolution stored in the figure (default: 150)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: auto (CUDA when present)")
+    device_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

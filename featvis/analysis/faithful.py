@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from ..errors import UsageError
+from ..errors import UsageError, device_argument
 from ..jobs.folder import MANIFEST, RenderFolder
 
 
@@ -26,7 +26,7 @@ def add_arguments(p) -> None:
     p.add_argument("--layer", help="only this layer (default: every layer with both)")
     p.add_argument("--weights", default=None, metavar="default|none|PATH",
                    help="the network's weights (default: those the renders were made with)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: auto (CUDA when present)")
+    device_argument(p)
     p.add_argument("--json", metavar="FILE", help="also write the scores as JSON to FILE")
 
 

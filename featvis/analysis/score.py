@@ -55,7 +55,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..errors import UsageError
+from ..errors import UsageError, device_argument
 
 #: Query difficulty: ``name -> ((low, high) percentile band of the strong query, (low, high) of the
 #: weak one)`` within the held-out photos, ranked by the unit's activation. ``extreme`` is the
@@ -454,7 +454,7 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="the split of the photos and the query draws (default: 0)")
     p.add_argument("--weights", default=None, metavar="default|none|PATH",
                    help="the studied network's weights (default: those the renders were made with)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: auto (CUDA when present)")
+    device_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.epilog = ("Scores every rendered unit of DIR: with its renders (featvis: maximizing against minimizing images)\n"
                 "and with its natural top and bottom photos (natural), on held-out query pairs at each difficulty\n"

@@ -450,6 +450,11 @@ def _claim_only(part: dict) -> bool:
     return part.get("settings") is not None and not has_images(part)
 
 
+#: Records kept per layer, the newest of each winning a merge: ``featvis topk``, ``featvis atlas
+#: --record``, ``featvis score``.
+_LAYER_RECORDS = ("topk", "atlas", "score")
+
+
 def merge_records(parts: Dict[str, dict]) -> dict:
     """One manifest from the parts (``{writer: part}``): their image records united (run indices
     renumbered over the concatenated runs), the newest top-k record of each layer. Parts that
@@ -482,18 +487,11 @@ def merge_records(parts: Dict[str, dict]) -> dict:
             for name, e in section.get("images", {}).items():
                 if name not in into["images"]:
                     into["images"][name] = dict(e, run=e.get("run", 0) + offset) if "run" in e else dict(e)
-        for layer, section in part.get("topk", {}).items():
-            have = merged["topk"].get(layer)
-            if have is None or section.get("recorded", 0) >= have.get("recorded", 0):
-                merged["topk"][layer] = section
-        for layer, section in part.get("atlas", {}).items():  # the newest atlas of each layer
-            have = merged.setdefault("atlas", {}).get(layer)
-            if have is None or section.get("recorded", 0) >= have.get("recorded", 0):
-                merged["atlas"][layer] = section
-        for layer, section in part.get("score", {}).items():
-            have = merged["score"].get(layer)
-            if have is None or section.get("recorded", 0) >= have.get("recorded", 0):
-                merged["score"][layer] = section
+        for kind in _LAYER_RECORDS:  # the newest record of each kind and layer
+            for layer, section in part.get(kind, {}).items():
+                have = merged.setdefault(kind, {}).get(layer)
+                if have is None or section.get("recorded", 0) >= have.get("recorded", 0):
+                    merged[kind][layer] = section
     for section in merged["layers"].values():
         section["images"] = dict(sorted(section["images"].items(), key=lambda kv: image_order(kv[1])))
     return merged
@@ -745,34 +743,30 @@ class FolderRecords:
         ``record["channels"]``: ``{channel: [{"rank", "value", "crop", ...}, ...]}``;
         ``record["made_by"]`` (:func:`made_by`): the network that chose them, refused when the
         folder's renders or other records come from another (:meth:`check_made_by`)."""
-        self._need_writer()
-        record = dict(record, recorded=time.time())
-        if isinstance(record.get("made_by"), dict):
-            parts = self.read_parts()
-            parts.get(self.writer, {}).get("topk", {}).pop(layer, None)  # the record it replaces pairs nothing
-            self.check_made_by(record["made_by"], f"the top-k examples of {layer}", parts)
-        self.part.setdefault("topk", {})[layer] = record
-        check_records(self.part, f"{PARTS}/{self.writer}.json")
-        self._write_part(self.writer, self.part)
-        return self.merge(sheets=[])
+        return self._record_layer("topk", layer, record, f"the top-k examples of {layer}")
 
     def record_atlas(self, layer: str, record: dict) -> dict:
         """Record (replace) ``layer``'s activation atlas in this writer's part, then merge.
         ``record``: ``{"image", "grid", "class", "cells": [{"x", "y", "n", "weight", "units",
         "file"}, ...], ...}`` with its files already written (``featvis atlas --record``)."""
-        self._need_writer()
-        record = dict(record, recorded=time.time())
-        self.part.setdefault("atlas", {})[layer] = record
-        check_records(self.part, f"{PARTS}/{self.writer}.json")
-        self._write_part(self.writer, self.part)
-        return self.merge(sheets=[])
+        return self._record_layer("atlas", layer, record)
 
     def record_score(self, layer: str, record: dict) -> dict:
         """Record (replace) ``layer``'s interpretability scores (``featvis score``) in this writer's
         part, then merge. ``record["channels"]``: ``{channel: {kind: {level: [mean, low, high, n]}}}``."""
+        return self._record_layer("score", layer, record)
+
+    def _record_layer(self, kind: str, layer: str, record: dict, pairs: Optional[str] = None) -> dict:
+        """Record (replace) ``layer``'s ``kind`` record in this writer's part, checked, then merge.
+        ``pairs``: what the record pairs with the folder's renders (its ``made_by`` is then checked
+        against them and the other pairing records, :meth:`check_made_by`)."""
         self._need_writer()
         record = dict(record, recorded=time.time())
-        self.part.setdefault("score", {})[layer] = record
+        if pairs is not None and isinstance(record.get("made_by"), dict):
+            parts = self.read_parts()
+            parts.get(self.writer, {}).get(kind, {}).pop(layer, None)  # the record it replaces pairs nothing
+            self.check_made_by(record["made_by"], pairs, parts)
+        self.part.setdefault(kind, {})[layer] = record
         check_records(self.part, f"{PARTS}/{self.writer}.json")
         self._write_part(self.writer, self.part)
         return self.merge(sheets=[])
