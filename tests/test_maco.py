@@ -1,4 +1,5 @@
 """MACO param, crop/flip/noise transforms, presets, the spectrum command and faithfulness."""
+import dataclasses
 import math
 
 import numpy as np
@@ -320,3 +321,16 @@ def test_faithfulness_command_scores_a_render_folder(tmp_path, capsys):
     assert main(["faithfulness", str(out), "--layer", "conv2"]) == 0
     assert main(["faithfulness", str(out), "--layer", "conv1"]) == 2
     assert "layer 'conv1'" in capsys.readouterr().err
+
+
+def test_a_preset_with_weight_decay_steps_adamw_on_the_schedule():
+    """``Preset.weight_decay``: decoupled decay (AdamW), scaled by the scheduled learning rate, so
+    a coefficient without gradient shrinks by lr * decay per step."""
+    p = dataclasses.replace(presets.get("lucid"), weight_decay=0.5)
+    w = nn.Parameter(torch.ones(1))
+    opt = p.optimizer(steps=10)([w])
+    assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["weight_decay"] == 0.5
+    w.grad = torch.zeros(1)
+    opt.step()
+    assert w.item() == pytest.approx(1 - p.lr * p.schedule(0.0) * 0.5)
+    assert type(presets.get("lucid").optimizer(steps=10)([nn.Parameter(torch.ones(1))])) is torch.optim.Adam

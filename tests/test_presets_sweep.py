@@ -20,11 +20,13 @@ def _quality():
 
 
 def test_fourier_crops_is_the_swept_recipe():
-    # what the docstring and benchmarks/results/preset_sweep.md say was chosen: 1/f^1.5, Adam 0.05
+    # what the docstring and benchmarks/results/preset_sweep.md say was chosen: 1/f^1.5, AdamW 0.05 with
+    # decay 0.03 (the third round, against pinned pixels), revision 3 (render folders record it)
     p = presets.get("fourier-crops")
     param = p.param(16, 2)
     assert torch.allclose(param.scale, spectrum_scale(16, 16, 1.5))
-    assert (p.lr, p.size, p.steps) == (0.05, 224, 512)
+    assert (p.lr, p.size, p.steps, p.weight_decay, p.revision) == (0.05, 224, 512, 0.03, 3)
+    assert p.param(16, 2, channels=1)().shape == (2, 1, 16, 16)  # follows a grayscale model's input
 
 
 def test_each_model_is_judged_by_the_others():

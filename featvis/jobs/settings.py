@@ -55,6 +55,9 @@ class Settings:
     # different counts, so the count changes pixels; None on CUDA (it changes none there) and in
     # folders written before it was recorded
     threads: Optional[int] = None
+    # the preset's revision (featvis.presets.Preset.revision) when above 1: a recipe that changed
+    # since a folder was rendered changes its pixels, so the folder does not resume under it
+    preset_revision: Optional[int] = None
 
 
 def batch_objective(layer: str, chans: Sequence[int], neurons: bool = False, k: int = 1,
@@ -101,13 +104,11 @@ def make_param(name: str, size: int, batch: int, channels: int = 3):
 def recipe(settings: Settings, batch: int, channels: int = 3) -> dict:
     """:func:`featvis.render` keyword arguments for ``batch`` images of ``settings``: ``param``,
     ``steps``, ``lr``, and with a preset its ``transforms`` and ``optimizer`` (lr schedule) too.
-    ``channels``: the model's input channels (presets make RGB images only)."""
+    ``channels``: the model's input channels (the Fourier presets follow them; maco is RGB only)."""
     if settings.preset:
-        if channels != 3:
-            raise UsageError(f"--preset {settings.preset} makes RGB images, but the model takes {channels} channel(s); "
-                             "drop --preset (the default fourier param follows the model)")
         from ..presets import resolve
-        return resolve(settings.preset, batch=batch, steps=settings.steps, lr=settings.lr, size=settings.size)
+        return resolve(settings.preset, batch=batch, steps=settings.steps, lr=settings.lr, size=settings.size,
+                       channels=channels)
     return dict(param=make_param(settings.param, settings.size, batch, channels), steps=settings.steps, lr=settings.lr)
 
 

@@ -108,6 +108,7 @@ _SETTINGS = {
     "device": (lambda v: isinstance(v, str) and _TOKEN.match(v) is not None, "a device type such as cpu"),
     "deterministic": (lambda v: isinstance(v, bool), "true or false"),
     "preset": (lambda v: v is None or (isinstance(v, str) and _TOKEN.match(v) is not None), "a preset name or null"),
+    "preset_revision": (lambda v: v is None or (_is_int(v) and 1 <= v < 2**31), "a whole number at least 1, or null"),
 }
 
 
@@ -420,7 +421,7 @@ _HEADER = ("model", "weights", "settings")
 
 #: Settings added after folders were first written, with the value older folders were made with,
 #: so that adding a setting does not make every older folder refuse to resume.
-ADDED_SETTINGS = {"deterministic": True, "preset": None}
+ADDED_SETTINGS = {"deterministic": True, "preset": None, "preset_revision": None}
 
 
 def header_differences(old: dict, new: dict) -> List[str]:
@@ -434,7 +435,11 @@ def header_differences(old: dict, new: dict) -> List[str]:
     os_, ns = old.get("settings") or {}, new.get("settings") or {}
     for key in sorted(set(os_) | set(ns), key=lambda k: list(ns).index(k) if k in ns else len(ns)):
         before = os_.get(key, ADDED_SETTINGS.get(key))  # a setting added since: what it was before
-        if before != ns.get(key, ADDED_SETTINGS.get(key)):
+        after = ns.get(key, ADDED_SETTINGS.get(key))
+        if before != after and key == "preset_revision":
+            diffs.append(f"preset {ns.get('preset')} revision {before or '1 (or unrecorded)'} -> {after or 1} "
+                         "(the recipe changed between featvis versions; this one cannot repeat the other revision)")
+        elif before != after:
             diffs.append(f"{key} {before} -> {ns.get(key)}")
     return diffs
 
