@@ -73,12 +73,25 @@ def channels_of(model, layer, n, seed=0):
     return sorted(torch.randperm(total, generator=g)[:n].tolist())
 
 
+def recipe(name):
+    """A shipped preset by name, else a variant of ``preset_sweep.py`` (``fcs``: fourier-crops
+    revision 2, before its weight decay)."""
+    if name in presets.PRESETS:
+        return presets.get(name)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import preset_sweep
+    table = preset_sweep.variants()
+    if name not in table:
+        raise SystemExit(f"no preset or sweep variant {name!r}")
+    return table[name]
+
+
 def render_kind(model, layer, chans, preset, steps, size, k=1, negative=False, seed=0):
     """(len(chans) * k, 3, S, S): ``preset``'s renders (``negative``: minimizing), featvis render's seeds."""
     n = len(chans) * k
     obj = batch_objective(layer, chans, k=k, negative=negative)
     seeds = [unit_seed(seed, layer, c, j, negative) for c in chans for j in range(k)]
-    result = featvis.render(model, obj, **presets.resolve(preset, batch=n, steps=steps, size=size), seed=seeds,
+    result = featvis.render(model, obj, **presets.resolve(recipe(preset), batch=n, steps=steps, size=size), seed=seeds,
                             progress=False)
     return result.images.detach().cpu()
 

@@ -134,10 +134,11 @@ def cmd_render(sub):
                    help="channels per batched optimization (default: 32; auto: from free memory)")
     p.add_argument("--param", choices=["fourier", "pixel", "cppn"], default=None, help="image parameterization (default: fourier)")
     from .presets import PRESETS
-    p.add_argument("--preset", choices=list(PRESETS) + ["auto"], default=None,
-                   help="a whole recipe: param, size, transforms and learning-rate schedule "
-                        "(fourier-crops or maco read best on modern ImageNet nets; lucid is the plain default's; "
-                        "auto: the best measured channel recipe for the model, recorded as the preset it chose)")
+    p.add_argument("--preset", choices=list(PRESETS) + ["auto", "none"], default=None,
+                   help="a whole recipe: param, size, transforms and learning-rate schedule (default: auto, the best "
+                        "measured channel recipe for the model, recorded as the preset it chose: lucid on inceptionv1, "
+                        "fourier-crops elsewhere; with --param: none; none: a Fourier or --param image, the standard "
+                        "transforms, constant Adam, 128 px)")
     p.add_argument("--diversity", type=int, default=1, metavar="K",
                    help="K diverse images per channel (default: 1)")
     p.add_argument("--diversity-weight", type=float, default=None, metavar="W",

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from featvis import io
+from featvis import io, presets
 from featvis.cli import main
 from featvis.errors import UsageError
 from featvis.jobs.job import unit_seed
@@ -87,7 +87,10 @@ def test_render_writes_pngs_manifest_and_sheet(reference):
     assert m["model"] == "tiny" and m["weights"]["spec"] == "default" and len(m["weights"]["sha256"]) == 64
     assert m["settings"] == {"neurons": False, "size": 32, "steps": 8, "lr": 0.05, "param": "fourier",
                              "diversity": 1, "diversity_weight": DIVERSITY_WEIGHT, "seed": 0, "format": "png",
-                             "device": suite_device().type, "deterministic": True, "preset": None,
+                             "device": suite_device().type, "deterministic": True,
+                             # no --preset: auto, the best measured channel recipe for a model that is not InceptionV1
+                             "preset": "fourier-crops",
+                             "preset_revision": presets.get("fourier-crops").recorded_revision(),
                              # the CPU thread count changes pixels there: FEATVIS_THREADS (1 unless set; conftest)
                              "threads": int(os.environ["FEATVIS_THREADS"]) if suite_device().type == "cpu" else None}
     assert m["featvis"] and m["torch"] == torch.__version__ and m["device"].startswith(suite_device().type)
@@ -371,8 +374,9 @@ def test_preset_renders_what_the_api_renders_and_is_a_setting(tmp_path, capsys):
     capsys.readouterr()
     assert main([*base, "--preset", "maco"]) == 2
     assert "preset fourier-crops -> maco" in capsys.readouterr().err
-    assert main(base) == 2  # no preset: the plain recipe is another setting
+    assert main([*base, "--preset", "none"]) == 2  # the plain recipe is another setting
     assert "preset fourier-crops -> None" in capsys.readouterr().err
+    assert main(base) == 0  # no --preset: auto, which resumes a folder with the preset it recorded
 
     site.build([out], tmp_path / "atlas")
     page = (tmp_path / "atlas/tiny/conv2/4.html").read_text()
@@ -390,3 +394,43 @@ def test_preset_chooses_the_size_unless_given(tmp_path):
     assert prepare_job("tiny", ["conv2"], "0", tmp_path / "b", preset="maco", size=40, steps=1).settings.size == 40
     assert prepare_job("tiny", ["conv2"], "0", tmp_path / "c", steps=1).settings.size == 128
     assert not any(tmp_path.iterdir())  # prepare writes nothing
+
+
+def test_a_folder_does_not_resume_under_another_revision_of_its_preset(tmp_path, capsys, monkeypatch):
+    """A preset's recipe can change between featvis versions (Preset.revision): a folder records
+    the revision it was rendered with (from 2 on) and refuses to resume under another, naming it."""
+    import dataclasses
+
+    from featvis import presets
+    out = tmp_path / "renders"
+    base = ["render", "tiny", "conv2", "--channels", "1", "--steps", "2", "--size", "16", "--out", str(out)]
+    old = presets.PRESETS["lucid"]
+    assert old.recorded_revision() is None  # revision 1 is what folders from before the record hold
+    assert main([*base, "--preset", "lucid"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["settings"]["preset_revision"] is None
+    monkeypatch.setitem(presets.PRESETS, "lucid", dataclasses.replace(old, revision=2))
+    capsys.readouterr()
+    assert main([*base, "--preset", "lucid", "--channels", "1,2"]) == 2
+    err = capsys.readouterr().err
+    assert "preset lucid revision 1 (or unrecorded) -> 2" in err and "--force" in err
+    assert not (out / "conv2/2.png").exists()
+    assert main([*base, "--preset", "lucid", "--force"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["settings"]["preset_revision"] == 2
+    assert main([*base, "--preset", "lucid", "--channels", "1,2"]) == 0  # the same revision resumes
+    assert (out / "conv2/2.png").exists()
+
+
+def test_render_defaults_to_the_auto_preset_unless_param_or_none_is_given(tmp_path):
+    """No --preset: auto (Lucid's recipe on InceptionV1, fourier-crops elsewhere); --param without
+    --preset, or --preset none: the plain recipe."""
+    from featvis.jobs.job import cli_preset
+    assert cli_preset(None, None) == "auto"
+    assert cli_preset(None, "pixel") is None and cli_preset("none", None) is None
+    assert cli_preset("maco", None) == "maco"
+    for extra, want in (([], ("fourier-crops", "fourier")), (["--param", "pixel"], (None, "pixel")),
+                        (["--preset", "none"], (None, "fourier"))):
+        out = tmp_path / str(len(extra) and extra[-1])
+        assert main(["render", "tiny", "conv2", "--channels", "1", "--steps", "1", "--size", "16", "--out", str(out),
+                     *extra]) == 0
+        s = json.loads((out / "manifest.json").read_text())["settings"]
+        assert (s["preset"], s["param"]) == want

@@ -382,6 +382,12 @@ def test_cli_renders_a_grayscale_timm_checkpoint_gray(tmp_path):
     with Image.open(out / "layer1_sheet.png") as im:
         rgb = torch.from_numpy(__import__("numpy").asarray(im.convert("RGB"))).float()
     assert (rgb[..., 0] - rgb[..., 1]).abs().max() == 0 and (rgb[..., 1] - rgb[..., 2]).abs().max() == 0  # gray
+    # that was the default --preset auto (fourier-crops: its Fourier image follows the model's channels);
+    # maco's fixed spectrum is one of RGB photos: one line, nothing rendered
+    assert json.loads((out / "manifest.json").read_text())["settings"]["preset"] == "fourier-crops"
+    assert main(["render", "timm:resnet10t", "layer1", "--channels", "0:2", "--weights", str(path), "--size", "32",
+                 "--steps", "2", "--preset", "maco", "--out", str(tmp_path / "m")]) == 2
+    assert not (tmp_path / "m" / "layer1").exists()
 
 
 def test_cli_layers_shows_tokens(capsys):

@@ -169,11 +169,13 @@ def test_preset_auto_is_resolved_per_model_recorded_and_older_folders_resume_wit
                  "--out", str(out)]) == 0
     m = RenderFolder(out).read()
     assert m["settings"]["preset"] == presets.AUTO_DEFAULT and m["runs"][-1]["preset"] == f"auto -> {presets.AUTO_DEFAULT}"
-    old = tmp_path / "old"  # rendered before --preset auto existed: no preset
-    assert main(["render", "toy", "conv1", "--channels", "0:2", "--steps", "2", "--size", "32", "--out", str(old)]) == 0
+    old = tmp_path / "old"  # rendered before --preset auto existed (and was the default): no preset
+    assert main(["render", "toy", "conv1", "--channels", "0:2", "--steps", "2", "--size", "32", "--preset", "none",
+                 "--out", str(old)]) == 0
     capsys.readouterr()
-    assert main(["render", "toy", "conv1", "--channels", "0:2", "--steps", "2", "--preset", "auto", "--out", str(old)]) == 0
-    assert "nothing to do" in capsys.readouterr().out
+    for given in (["--preset", "auto"], []):  # auto, asked for or the default
+        assert main(["render", "toy", "conv1", "--channels", "0:2", "--steps", "2", *given, "--out", str(old)]) == 0
+        assert "nothing to do" in capsys.readouterr().out
     assert RenderFolder(old).read()["settings"]["preset"] is None
 
 

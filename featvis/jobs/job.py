@@ -488,7 +488,8 @@ def prepare_job(model: str, layers: Sequence[str] = (), channels: str = "all", o
     names = list(layers) or select_layers(net, layer_set, size, model)
     folder.check_writable(names)
     settings = Settings(neurons, int(size), int(steps), float(lr), param, int(diversity), float(diversity_weight),
-                        int(seed), format, dev.type, bool(deterministic), preset, cpu_threads)
+                        int(seed), format, dev.type, bool(deterministic), preset, cpu_threads,
+                        PRESETS[preset].recorded_revision() if preset is not None else None)
     if getattr(net, "in_channels", 3) not in (1, 3):
         raise UsageError(f"{model} takes {net.in_channels}-channel images, and a render folder holds PNGs of 1 (gray) or "
                          "3 (RGB) channels; render it from Python (featvis.render returns every channel)")
@@ -622,6 +623,19 @@ def add_render_arguments(p) -> None:
                         "partition=gpu,gpus=1,array=16,time=240; cluster=local runs the array here")
 
 
+#: ``--preset none``: the plain recipe (a Fourier image, the standard transforms, constant Adam).
+NO_PRESET = "none"
+
+
+def cli_preset(preset: Optional[str], param: Optional[str]) -> Optional[str]:
+    """The preset a command line asks for: ``auto`` (the best measured channel recipe for the model,
+    :func:`featvis.presets.auto`) when ``--preset`` is not given, unless ``--param`` chooses the image
+    (then the plain recipe with it); ``none`` is the plain recipe."""
+    if preset is None:
+        return None if param is not None else "auto"
+    return None if preset == NO_PRESET else preset
+
+
 def render_command(args, argv: Optional[Sequence[str]] = None) -> int:
     """``featvis render``: check, then render this process's shard (``--slurm``: see :mod:`featvis.jobs.launch`)."""
     from .shard import detect, device_for
@@ -631,7 +645,7 @@ def render_command(args, argv: Optional[Sequence[str]] = None) -> int:
         torch.cuda.set_device(shard.local_rank)  # so that nothing lands on cuda:0 by default
     job = prepare_job(args.model, list(args.layer), args.channels, args.out, weights=args.weights,
                       layer_set=args.layers, neurons=args.neurons, size=args.size, steps=args.steps, lr=args.lr,
-                      param=args.param, preset=args.preset, diversity=args.diversity,
+                      param=args.param, preset=cli_preset(args.preset, args.param), diversity=args.diversity,
                       diversity_weight=args.diversity_weight, seed=args.seed, negative=args.negative,
                       deterministic=args.deterministic, graph=args.graph,
                       device=device_for(shard, args.device), batch=args.batch, format=args.format,

@@ -84,13 +84,13 @@ def submit_array(args, argv: List[str]) -> int:
     except ImportError:
         raise UsageError("--slurm needs submitit: pip install 'featvis[slurm]' (or pip install submitit), "
                          "or launch the shards yourself (examples/slurm_array.sh)") from None
-    from .job import merge, prepare_job
+    from .job import cli_preset, merge, prepare_job
     from .shard import Shard
     n = int(opts["array"])
     # Every error a task would meet, here and now (on the CPU: the login node may have no GPU).
     prepare_job(args.model, list(args.layer), args.channels, args.out, weights=args.weights, layer_set=args.layers,
                 neurons=args.neurons, size=args.size, steps=args.steps, lr=args.lr, param=args.param,
-                preset=args.preset, diversity=args.diversity, diversity_weight=args.diversity_weight, seed=args.seed, device="cpu", batch=8 if args.batch == "auto" else args.batch,
+                preset=cli_preset(args.preset, args.param), diversity=args.diversity, diversity_weight=args.diversity_weight, seed=args.seed, device="cpu", batch=8 if args.batch == "auto" else args.batch,
                 format=args.format, force=args.force, shard=Shard(0, n))
     if args.batch == "auto":
         raise UsageError("--batch auto with --slurm: every shard must cut the job into the same batches; give --batch N "

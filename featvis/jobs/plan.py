@@ -27,7 +27,8 @@ def add_arguments(p) -> None:
     p.add_argument("--diversity", type=int, default=1, metavar="K", help="images per channel (default: 1)")
     p.add_argument("--param", choices=["fourier", "pixel", "cppn"], default=None, help="as for render (default: fourier)")
     from ..presets import PRESETS
-    p.add_argument("--preset", choices=list(PRESETS), default=None, help="as for render")
+    p.add_argument("--preset", choices=list(PRESETS) + ["auto", "none"], default=None,
+                   help="as for render (default: auto, or none with --param)")
     p.add_argument("--neurons", action="store_true", help="as for render")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to probe (default: auto)")
     p.add_argument("--weights", default="none", metavar="default|none|PATH",
@@ -71,8 +72,11 @@ def run(args) -> int:
     from ..presets import PRESETS
     from ..units import parse_channels
     from .batches import plan_batches
-    from .job import select_layers
+    from ..presets import auto
+    from .job import cli_preset, select_layers
     from .settings import DIVERSITY_WEIGHT, Settings
+    args.preset = cli_preset(args.preset, args.param)
+    args.preset = auto(args.model) if args.preset == "auto" else args.preset
     preset = PRESETS[args.preset] if args.preset else None
     if preset and args.param:
         raise UsageError(f"--preset {args.preset} chooses its own image param ({preset.param_name}); "
@@ -98,7 +102,8 @@ def run(args) -> int:
     batches = plan_batches(chosen, args.batch, args.diversity)
     settings = Settings(args.neurons, args.size, args.steps, preset.lr if preset else 0.05,
                         preset.param_name if preset else args.param, args.diversity, DIVERSITY_WEIGHT, 0,
-                        "png", dev.type, preset=args.preset)
+                        "png", dev.type, preset=args.preset,
+                        preset_revision=preset.recorded_revision() if preset else None)
     picked = sorted({round(i * (len(chosen) - 1) / max(1, MAX_PROBED - 1)) for i in range(min(MAX_PROBED, len(chosen)))})
     measured = {}
     for i in picked:
