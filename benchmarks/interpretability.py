@@ -132,7 +132,7 @@ def run_net(name, args, log):
             neg = render_kind(model, la, chans, preset, args.steps, args.size, negative=True)
             kinds.setdefault(preset, {}).update({(la, c): (pos[i:i + 1], neg[i:i + 1]) for i, c in enumerate(chans)})
             log(f"  {la} {preset}: {time.perf_counter() - t0:.0f} s")
-        if args.div4:
+        if args.div4 and (not args.div4_layers or la in args.div4_layers or la.split(".", 1)[-1] in args.div4_layers):
             t0 = time.perf_counter()
             auto = presets.auto(name)
             pos = render_kind(model, la, chans, auto, args.steps, args.size, k=4)
@@ -234,6 +234,7 @@ def main():
     ap.add_argument("--tasks", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-div4", dest="div4", action="store_false")
+    ap.add_argument("--div4-layers", default="", help="diversity 4 only on these layers (default: every layer)")
     ap.add_argument("--accentuate", type=int, default=256, metavar="STEPS", help="0: leave out")
     ap.add_argument("--speed", action="store_true", help="only time the scoring (64 channels, --photos photos)")
     ap.add_argument("--json", default=None)
@@ -241,6 +242,7 @@ def main():
     args = ap.parse_args()
     args.presets = [p for p in args.presets.split(",") if p]
     args.layers = [la for la in args.layers.split(",") if la]
+    args.div4_layers = [la for la in args.div4_layers.split(",") if la]
     torch.manual_seed(0)
 
     def log(line):

@@ -93,7 +93,8 @@ def test_pages_at_stable_urls_with_images_command_examples_and_circuits(built, r
     # both diversity images of the channel render, and the neuron render of the second folder
     assert page.count('alt="Feature visualization of toy conv2:3') == 3
     assert "diversity image 2 of 2" in page and "neuron objective" in page
-    assert (f"featvis render toy conv2 --channels 3 --size 40 --steps 3 --lr 0.05 --param fourier --diversity 2 "
+    # rendered with the default preset (auto: fourier-crops on toy), which chooses the param
+    assert (f"featvis render toy conv2 --channels 3 --preset fourier-crops --size 40 --steps 3 --lr 0.05 --diversity 2 "
             f"--diversity-weight 0.5 --seed 0 --weights none --device cpu --threads {os.environ['FEATVIS_THREADS']} --out toy") in page  # no local path (issue 22)
     assert str(renders["toy"].parent) not in page
     assert "--neurons" in page

@@ -69,10 +69,9 @@ def run(args) -> int:
     from ..models import pick_device
     from ..models.listing import probe_layer
     from ..models.open import open_model
-    from ..presets import PRESETS
+    from ..presets import PRESETS, auto
     from ..units import parse_channels
     from .batches import plan_batches
-    from ..presets import auto
     from .job import cli_preset, select_layers
     from .settings import DIVERSITY_WEIGHT, Settings
     args.preset = cli_preset(args.preset, args.param)
