@@ -712,7 +712,7 @@ def _check(args):
 def run(args) -> int:
     """Run ``featvis atlas`` from parsed arguments; 0 on success (usage errors raise UsageError)."""
     from ..models import pick_device
-    from ..models.listing import probe_layer
+    from ..models.listing import probe_layer, probe_spatial
     from ..models.open import open_model
     from .topk import find_images
 
@@ -722,10 +722,7 @@ def run(args) -> int:
     check_grid(args.grid, len(paths) * args.per_image, args.min_points, args.size)
     device = pick_device(None if args.device == "auto" else args.device)
     model = open_model(args.model, args.weights, device, seed=args.seed)
-    shape = probe_layer(model, args.layer, args.photo_size, device)
-    if len(shape) != 3:
-        raise UsageError(f"layer {args.layer!r} gives shape {shape}, no spatial map; an atlas needs a convolutional "
-                         f"layer (C, H, W) (see: featvis layers {args.model})")
+    shape = probe_spatial(model, args.layer, args.photo_size, device, "an atlas needs", args.model)
     H, W = shape[1:]
     check_grid(args.grid, len(paths) * min(args.per_image, H * W), args.min_points, args.size)
     if args.cls is not None:

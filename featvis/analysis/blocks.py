@@ -308,7 +308,7 @@ def run(args) -> int:
     """Run ``featvis blocks`` from parsed arguments; 0 on success (usage errors raise UsageError)."""
     from ..figures.mpl import check_out, pyplot_free
     from ..models import pick_device
-    from ..models.listing import probe_layer
+    from ..models.listing import probe_spatial
     from ..models.open import open_model
 
     check_out(args.out)
@@ -328,10 +328,7 @@ def run(args) -> int:
         raise UsageError(f"building blocks need scikit-learn, which is not installed; {INSTALL}") from None
     device = pick_device(None if args.device == "auto" else args.device)
     model = open_model(args.model, args.weights, device, seed=args.seed)
-    shape = probe_layer(model, args.layer, args.size, device)
-    if len(shape) != 3:
-        raise UsageError(f"layer {args.layer!r} gives shape {shape}, no spatial map; building blocks need a "
-                         f"convolutional layer (C, H, W) (see: featvis layers {args.model})")
+    shape = probe_spatial(model, args.layer, args.size, device, "building blocks need", args.model)
     if args.groups > min(shape[0], shape[1] * shape[2]):
         raise UsageError(f"--groups {args.groups}: {args.layer} has {shape[0]} channels at {shape[1]}x{shape[2]} "
                          f"positions; give at most {min(shape[0], shape[1] * shape[2])}")

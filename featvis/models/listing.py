@@ -135,6 +135,16 @@ def probe_layer(model, layer: str, size: int, device) -> tuple:
     return tuple(out.shape[1:])
 
 
+def probe_spatial(model, layer: str, size: int, device, needs: str, model_name: str) -> tuple:
+    """:func:`probe_layer` for a command that needs a spatial map: (C, H, W), else one line saying
+    what ``needs`` it (e.g. "an atlas needs") and where to look for another layer."""
+    shape = probe_layer(model, layer, size, device)
+    if len(shape) != 3:
+        raise UsageError(f"layer {layer!r} gives shape {shape}, no spatial map; {needs} a convolutional "
+                         f"layer (C, H, W) (see: featvis layers {model_name})")
+    return shape
+
+
 def layers_command(args) -> int:
     """``featvis layers MODEL``: the table of :func:`layers`."""
     from .open import open_model
